@@ -1,0 +1,72 @@
+"""Management groups (`container`, `image`, `system`): the same commands under docker's nouns."""
+
+from __future__ import annotations
+
+import click
+
+from berth.cli.app import CONTEXT_SETTINGS, LazyGroup
+
+CONTAINER: dict[str, tuple[str, str, str]] = {
+    "attach": (
+        "container_attach",
+        "attach",
+        "Attach local standard input, output, and error streams to a running container",
+    ),
+    "create": ("container_run", "create", "Create a new container"),
+    "exec": ("container_exec", "exec_", "Execute a command in a running container"),
+    "inspect": ("inspect", "container_inspect", "Display detailed information on one or more containers"),
+    "kill": ("container_life", "kill", "Kill one or more running containers"),
+    "logs": ("container_logs", "logs", "Fetch the logs of a container"),
+    "ls": ("container_info", "ps", "List containers"),
+    "ps": ("container_info", "ps", ""),
+    "list": ("container_info", "ps", ""),
+    "port": ("container_info", "port", "List port mappings or a specific mapping for the container"),
+    "prune": ("container_life", "container_prune", "Remove all stopped containers"),
+    "rename": ("container_life", "rename", "Rename a container"),
+    "restart": ("container_life", "restart", "Restart one or more containers"),
+    "rm": ("container_life", "rm", "Remove one or more containers"),
+    "remove": ("container_life", "rm", ""),
+    "run": ("container_run", "run", "Create and run a new container from an image"),
+    "start": ("container_life", "start", "Start one or more stopped containers"),
+    "stop": ("container_life", "stop", "Stop one or more running containers"),
+    "top": ("container_info", "top", "Display the running processes of a container"),
+    "wait": (
+        "container_life",
+        "wait",
+        "Block until one or more containers stop, then print their exit codes",
+    ),
+}
+
+IMAGE: dict[str, tuple[str, str, str]] = {
+    "history": ("images", "history", "Show the history of an image"),
+    "import": ("image_io", "import_", "Import the contents from a tarball to create a filesystem image"),
+    "inspect": ("inspect", "image_inspect", "Display detailed information on one or more images"),
+    "load": ("image_io", "load", "Load an image from a tar archive or STDIN"),
+    "ls": ("images", "images", "List images"),
+    "list": ("images", "images", ""),
+    "prune": ("images", "image_prune", "Remove unused images"),
+    "rm": ("images", "rmi", "Remove one or more images"),
+    "remove": ("images", "rmi", ""),
+    "save": ("image_io", "save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
+    "tag": ("images", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+}
+
+SYSTEM: dict[str, tuple[str, str, str]] = {
+    "events": ("system", "events", "Get real time events from the server"),
+    "info": ("system", "info", "Display system-wide information"),
+}
+
+
+@click.group("container", cls=LazyGroup, table=CONTAINER, context_settings=CONTEXT_SETTINGS)
+def container() -> None:
+    """Manage containers"""
+
+
+@click.group("image", cls=LazyGroup, table=IMAGE, context_settings=CONTEXT_SETTINGS)
+def image() -> None:
+    """Manage images"""
+
+
+@click.group("system", cls=LazyGroup, table=SYSTEM, context_settings=CONTEXT_SETTINGS)
+def system() -> None:
+    """Manage berth"""

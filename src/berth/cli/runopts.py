@@ -1,0 +1,221 @@
+"""`run`/`create` flags as typed options, and their mapping to the `POST /containers/create` body.
+
+Pure (the environment and file contents are passed in), so the mapping is unit-tested directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class OptionError(ValueError):
+    """A flag value docker would reject before talking to the daemon."""
+
+
+@dataclass
+class RunOptions:
+    image: str
+    command: list[str] = field(default_factory=list)
+    name: str | None = None
+    detach: bool = False
+    rm: bool = False
+    interactive: bool = False
+    tty: bool = False
+    env: list[str] = field(default_factory=list)
+    env_file_lines: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    labels: list[str] = field(default_factory=list)
+    entrypoint: str | None = None
+    network: str | None = None
+    publish: list[str] = field(default_factory=list)
+    expose: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    restart: str | None = None
+    privileged: bool = False
+    init: bool = False
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    attach_streams: list[str] = field(default_factory=list)
+
+
+def parse_env(items: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    """`KEY=VALUE` kept; a bare `KEY` takes the client's value, or is dropped when unset (as docker)."""
+    out: list[str] = []
+    for item in items:
+        if not item:
+            raise OptionError("invalid environment variable: empty")
+        key, sep, _ = item.partition("=")
+        if not key:
+            raise OptionError(f"invalid environment variable: {item}")
+        if sep:
+            out.append(item)
+        elif key in environ:
+            out.append(f"{key}={environ[key]}")
+    return out
+
+
+def env_file_entries(text: str) -> list[str]:
+    """Lines of an --env-file: blank lines and `#` comments skipped, leading whitespace trimmed."""
+    entries = []
+    for line in text.splitlines():
+        line = line.lstrip()
+        if line and not line.startswith("#"):
+            entries.append(line)
+    return entries
+
+
+def parse_labels(items: Sequence[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        labels[key] = value
+    return labels
+
+
+def parse_publish(specs: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, str]]]]:
+    """`[ip:][host_port:]container_port[/proto]` (ranges allowed) into ExposedPorts and PortBindings."""
+    exposed: dict[str, dict[str, Any]] = {}
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for spec in specs:
+        rest, _, proto = spec.partition("/")
+        proto = proto or "tcp"
+        # An IPv6 address is bracketed: [::1]:8080:80
+        ip = ""
+        if rest.startswith("["):
+            ip, _, rest = rest[1:].partition("]")
+            rest = rest.lstrip(":")
+        parts = rest.split(":")
+        if len(parts) == 3:
+            ip, host, ctr = parts
+        elif len(parts) == 2:
+            host, ctr = parts
+        elif len(parts) == 1:
+            host, ctr = "", parts[0]
+        else:
+            raise OptionError(f"invalid publish spec: {spec}")
+        ctr_ports = _port_range(ctr, spec)
+        host_ports = _port_range(host, spec) if host else []
+        if host_ports and len(host_ports) != len(ctr_ports) and len(host_ports) != 1:
+            raise OptionError(f"invalid ranges specified for container and host Ports: {spec}")
+        for i, port in enumerate(ctr_ports):
+            key = f"{port}/{proto}"
+            exposed[key] = {}
+            if len(host_ports) == len(ctr_ports):
+                host_port = str(host_ports[i])
+            elif host_ports:
+                host_port = host  # one host range for a single container port: the daemon picks
+            else:
+                host_port = ""
+            bindings.setdefault(key, []).append({"HostIp": ip, "HostPort": host_port})
+    return exposed, bindings
+
+
+def _port_range(text: str, spec: str) -> list[int]:
+    start, _, end = text.partition("-")
+    try:
+        first = int(start)
+        last = int(end) if end else first
+    except ValueError:
+        raise OptionError(f"invalid containerPort: {text or spec}") from None
+    if not (0 < first <= last <= 65535):
+        raise OptionError(f"invalid port range: {text}")
+    return list(range(first, last + 1))
+
+
+def parse_volumes(specs: Sequence[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """`-v SRC:DST[:MODE]` become Binds; an anonymous `-v DST` becomes a Volumes entry."""
+    binds: list[str] = []
+    anonymous: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        if ":" in spec:
+            binds.append(spec)
+        else:
+            anonymous[spec] = {}
+    return binds, anonymous
+
+
+def parse_restart(policy: str | None) -> dict[str, Any] | None:
+    if not policy:
+        return None
+    name, _, count = policy.partition(":")
+    if name not in ("no", "always", "on-failure", "unless-stopped"):
+        raise OptionError(f"invalid restart policy {name}")
+    if count and name != "on-failure":
+        raise OptionError(f"maximum retry count cannot be used with restart policy '{name}'")
+    return {"Name": name, "MaximumRetryCount": int(count) if count else 0}
+
+
+def create_body(opts: RunOptions, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The `POST /containers/create` body the docker CLI would send for these flags."""
+    attached = not opts.detach
+    attach = set(opts.attach_streams)
+    exposed, port_bindings = parse_publish(opts.publish)
+    for port in opts.expose:
+        exposed.setdefault(port if "/" in port else f"{port}/tcp", {})
+    binds, anonymous = parse_volumes(opts.volumes)
+    body: dict[str, Any] = {
+        "Hostname": opts.hostname or "",
+        "User": opts.user or "",
+        "AttachStdin": attached and opts.interactive if not attach else "stdin" in attach,
+        "AttachStdout": attached if not attach else "stdout" in attach,
+        "AttachStderr": attached if not attach else "stderr" in attach,
+        "Tty": opts.tty,
+        "OpenStdin": opts.interactive,
+        # A foreground -i run ends the container's stdin when ours ends, as docker does.
+        "StdinOnce": opts.interactive and attached,
+        "Env": parse_env(opts.env_file_lines, environ) + parse_env(opts.env, environ),
+        "Cmd": list(opts.command) or None,
+        "Image": opts.image,
+        "WorkingDir": opts.workdir or "",
+        "Labels": parse_labels(opts.labels),
+    }
+    if opts.entrypoint is not None:
+        body["Entrypoint"] = [opts.entrypoint] if opts.entrypoint else [""]
+    if exposed:
+        body["ExposedPorts"] = exposed
+    if anonymous:
+        body["Volumes"] = anonymous
+    if opts.stop_signal:
+        body["StopSignal"] = opts.stop_signal
+    if opts.stop_timeout is not None:
+        body["StopTimeout"] = opts.stop_timeout
+    host_config: dict[str, Any] = {
+        "NetworkMode": opts.network or "default",
+        "AutoRemove": opts.rm,
+        "Privileged": opts.privileged,
+    }
+    if binds:
+        host_config["Binds"] = binds
+    if port_bindings:
+        host_config["PortBindings"] = port_bindings
+    restart = parse_restart(opts.restart)
+    if restart:
+        if opts.rm and restart["Name"] != "no":
+            raise OptionError("Conflicting options: --restart and --rm")
+        host_config["RestartPolicy"] = restart
+    if opts.init:
+        host_config["Init"] = True
+    body["HostConfig"] = host_config
+    return body
+
+
+def image_with_tag(image: str) -> str:
+    """`busybox` -> `busybox:latest`, for docker's "Unable to find image" message."""
+    if "@" in image:
+        return image
+    last = image.rsplit("/", 1)[-1]
+    return image if ":" in last else image + ":latest"
+
+
+def start_error_status(message: str) -> int:
+    """docker run's status when start fails: 127 for a missing command, 126 if not executable."""
+    lowered = message.lower()
+    if "executable file not found" in lowered or "no such file or directory" in lowered:
+        return 127
+    if "permission denied" in lowered:
+        return 126
+    return 125

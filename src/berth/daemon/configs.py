@@ -1,0 +1,243 @@
+"""From a create request and an image config to the container's Config, HostConfig and bundle."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from berth.common.errors import InvalidParameter
+from berth.runtime import etcfiles, spec, users
+
+from .model import Container
+
+_HOST_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+    "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+    "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None,
+    "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
+    "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0,
+    "PidMode": "", "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False,
+    "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864, "Runtime": "",
+    "ConsoleSize": [0, 0], "Isolation": "", "CpuShares": 0, "Memory": 0, "NanoCpus": 0,
+    "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": None,
+    "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None, "BlkioDeviceWriteIOps": None,
+    "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetCpus": "",
+    "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None, "DeviceRequests": None,
+    "KernelMemory": 0, "KernelMemoryTCP": 0, "MemoryReservation": 0, "MemorySwap": 0,
+    "MemorySwappiness": None, "OomKillDisable": False, "PidsLimit": None, "Ulimits": None,
+    "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+    "MaskedPaths": None, "ReadonlyPaths": None, "Init": None, "Sysctls": None, "Tmpfs": None,
+}
+
+SUPPORTED_NETWORK_MODES = ("default", "none", "host", "bridge")
+
+
+def normalize_host_config(hc: Any) -> dict[str, Any]:
+    if not isinstance(hc, dict):
+        raise InvalidParameter("HostConfig must be a JSON object")
+    out = dict(_HOST_CONFIG_DEFAULTS)
+    out.update({k: v for k, v in hc.items() if v is not None or k not in out})
+    mode = out.get("NetworkMode") or "default"
+    out["NetworkMode"] = mode
+    if mode not in SUPPORTED_NETWORK_MODES:
+        raise InvalidParameter(f"network {mode} not found")
+    rp = out.get("RestartPolicy") or {}
+    if not isinstance(rp, dict):
+        raise InvalidParameter("RestartPolicy must be an object")
+    name = rp.get("Name") or "no"
+    if name not in ("no", "always", "on-failure", "unless-stopped"):
+        raise InvalidParameter(f"invalid restart policy '{name}'")
+    if out.get("AutoRemove") and name != "no":
+        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
+    out["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(rp.get("MaximumRetryCount") or 0)}
+    for key in ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota",
+                "CpuPeriod", "ShmSize", "BlkioWeight", "OomScoreAdj"):
+        val = out.get(key)
+        if val is not None and not isinstance(val, int):
+            raise InvalidParameter(f"HostConfig.{key} must be an integer")
+    if out.get("Memory") and out["Memory"] < 6 * 1024 * 1024:
+        raise InvalidParameter("Minimum memory limit allowed is 6MB")
+    if out.get("NanoCpus") and (out.get("CpuQuota") or out.get("CpuPeriod")):
+        raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    return out
+
+
+def networks_for(hc: dict[str, Any]) -> dict[str, Any]:
+    mode = hc["NetworkMode"]
+    if mode in ("none", "host"):
+        return {mode: _endpoint()}
+    # Until the networking subsystem lands, "default"/"bridge" containers get a private
+    # network namespace with loopback only (as `none`), and say so in inspect.
+    return {"none": _endpoint()}
+
+
+def _endpoint() -> dict[str, Any]:
+    return {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
+            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None}
+
+
+def _merge_env(image_env: list[str], env: list[str]) -> list[str]:
+    out: dict[str, str] = {}
+    for item in [*image_env, *env]:
+        key = item.split("=", 1)[0]
+        out[key] = item
+    return list(out.values())
+
+
+def merge_config(image_cfg: dict[str, Any], body: dict[str, Any], cid: str) -> dict[str, Any]:
+    """The container's Config as dockerd stores it: the request over the image's defaults."""
+    env = body.get("Env") or []
+    if not isinstance(env, list) or not all(isinstance(e, str) for e in env):
+        raise InvalidParameter("Env must be a list of strings")
+    labels = dict(image_cfg.get("Labels") or {})
+    labels.update(body.get("Labels") or {})
+    entrypoint = body.get("Entrypoint")
+    cmd = body.get("Cmd")
+    if isinstance(cmd, str):
+        cmd = [cmd]
+    if isinstance(entrypoint, str):
+        entrypoint = [entrypoint] if entrypoint else []
+    ep_set = entrypoint is not None
+    if not ep_set:
+        entrypoint = image_cfg.get("Entrypoint")
+    if cmd is None and not ep_set:
+        cmd = image_cfg.get("Cmd")
+    exposed = dict(image_cfg.get("ExposedPorts") or {})
+    exposed.update(body.get("ExposedPorts") or {})
+    volumes = dict(image_cfg.get("Volumes") or {})
+    volumes.update(body.get("Volumes") or {})
+    hostname = body.get("Hostname") or cid[:12]
+    cfg: dict[str, Any] = {
+        "Hostname": hostname,
+        "Domainname": body.get("Domainname") or "",
+        "User": body.get("User") if body.get("User") else (image_cfg.get("User") or ""),
+        "AttachStdin": bool(body.get("AttachStdin")),
+        "AttachStdout": bool(body.get("AttachStdout")),
+        "AttachStderr": bool(body.get("AttachStderr")),
+        "Tty": bool(body.get("Tty")),
+        "OpenStdin": bool(body.get("OpenStdin")),
+        "StdinOnce": bool(body.get("StdinOnce")),
+        "Env": _merge_env(list(image_cfg.get("Env") or []), env),
+        "Cmd": cmd,
+        "Image": body["Image"],
+        "Volumes": volumes or None,
+        "WorkingDir": body.get("WorkingDir") or image_cfg.get("WorkingDir") or "",
+        "Entrypoint": entrypoint,
+        "OnBuild": image_cfg.get("OnBuild"),
+        "Labels": labels,
+    }
+    if exposed:
+        cfg["ExposedPorts"] = exposed
+    stop_signal = body.get("StopSignal") or image_cfg.get("StopSignal")
+    if stop_signal:
+        cfg["StopSignal"] = stop_signal
+    if body.get("StopTimeout") is not None:
+        cfg["StopTimeout"] = body["StopTimeout"]
+    health = body.get("Healthcheck") or image_cfg.get("Healthcheck")
+    if health:
+        cfg["Healthcheck"] = health
+    return cfg
+
+
+def command(image_cfg: dict[str, Any], body: dict[str, Any]) -> tuple[str, list[str]]:
+    entrypoint = body.get("Entrypoint")
+    cmd = body.get("Cmd")
+    if isinstance(cmd, str):
+        cmd = [cmd]
+    if isinstance(entrypoint, str):
+        entrypoint = [entrypoint] if entrypoint else []
+    argv = spec.resolve_args(image_cfg.get("Entrypoint"), image_cfg.get("Cmd"), entrypoint, cmd,
+                             entrypoint is not None)
+    return argv[0], argv[1:]
+
+
+def build_bundle(c: Container, cdir: str, rootfs: str) -> dict[str, Any]:
+    """Write the per-container /etc files and return the OCI config for this start."""
+    hc = c.host_config
+    cfg = c.config
+    mode = hc["NetworkMode"]
+    host_net = mode == "host"
+    etc_mounts = etcfiles.write_etc_files(
+        cdir, hostname=cfg["Hostname"], domainname=cfg.get("Domainname") or "", host_network=host_net,
+        extra_hosts=hc.get("ExtraHosts") or (), dns=hc.get("Dns") or (),
+        dns_search=hc.get("DnsSearch") or (), dns_options=hc.get("DnsOptions") or ())
+    uid, gid, extra_gids = users.resolve_user(rootfs, cfg.get("User") or "")
+    if hc.get("GroupAdd"):
+        extra_gids = extra_gids + users.resolve_groups(rootfs, list(hc["GroupAdd"]))
+    cwd = cfg.get("WorkingDir") or "/"
+    if not cwd.startswith("/"):
+        raise InvalidParameter(f"the working directory '{cwd}' is invalid, it needs to be an absolute path")
+    if cwd != "/":
+        # docker creates a missing working directory (owned by the container user)
+        target = os.path.join(rootfs, cwd.lstrip("/"))
+        if not os.path.lexists(target):
+            os.makedirs(target, exist_ok=True)
+            os.chown(target, uid, gid)
+    kwargs: dict[str, Any] = dict(
+        container_id=c.id,
+        rootfs=rootfs,
+        args=[c.path, *c.args],
+        env=spec.container_env([], cfg.get("Env") or [], cfg["Hostname"], bool(cfg.get("Tty"))),
+        cwd=cwd,
+        uid=uid,
+        gid=gid,
+        additional_gids=extra_gids,
+        hostname=cfg["Hostname"] if not host_net else etcfiles.host_hostname(),
+        tty=bool(cfg.get("Tty")),
+        open_stdin=bool(cfg.get("OpenStdin")),
+        network_mode="host" if host_net else "none",
+        privileged=bool(hc.get("Privileged")),
+        cap_add=list(hc.get("CapAdd") or []),
+        cap_drop=list(hc.get("CapDrop") or []),
+        readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
+        mounts=etc_mounts,
+        cgroups_path=f"/berth/{c.id}",
+        memory=hc.get("Memory") or None,
+        memory_swap=hc.get("MemorySwap") or None,
+        memory_reservation=hc.get("MemoryReservation") or None,
+        memory_swappiness=hc.get("MemorySwappiness"),
+        nano_cpus=hc.get("NanoCpus") or None,
+        cpu_shares=hc.get("CpuShares") or None,
+        cpu_quota=hc.get("CpuQuota") or None,
+        cpu_period=hc.get("CpuPeriod") or None,
+        cpuset_cpus=hc.get("CpusetCpus") or None,
+        cpuset_mems=hc.get("CpusetMems") or None,
+        pids_limit=hc.get("PidsLimit") or None,
+        blkio_weight=hc.get("BlkioWeight") or None,
+        oom_kill_disable=hc.get("OomKillDisable") or None,
+        sysctls=dict(hc.get("Sysctls") or {}),
+        masked_paths=hc.get("MaskedPaths"),
+        readonly_paths=hc.get("ReadonlyPaths"),
+        ulimits=list(hc.get("Ulimits") or []),
+        oom_score_adj=hc.get("OomScoreAdj") or 0,
+        shm_size=hc.get("ShmSize") or None,
+    )
+    kwargs.update(_security_options(hc.get("SecurityOpt") or []))
+    return spec.build_spec(spec.SpecOptions(**kwargs))
+
+
+def _security_options(opts: list[str]) -> dict[str, Any]:
+    """`--security-opt` values: seccomp=unconfined|<json>, no-new-privileges[=true]."""
+    import json
+
+    out: dict[str, Any] = {}
+    for opt in opts:
+        key, sep, val = opt.partition("=") if "=" in opt else opt.partition(":")
+        if key == "no-new-privileges":
+            out["no_new_privileges"] = (val or "true").lower() == "true"
+        elif key == "seccomp":
+            if val == "unconfined":
+                out["seccomp"] = "unconfined"
+            else:
+                try:
+                    out["seccomp"] = json.loads(val)
+                except ValueError:
+                    raise InvalidParameter(f"invalid seccomp profile: {val[:40]}") from None
+        elif key in ("label", "apparmor", "systempaths"):
+            if key == "systempaths" and val == "unconfined":
+                out["masked_paths"] = []
+                out["readonly_paths"] = []
+        else:
+            raise InvalidParameter(f"invalid --security-opt: {opt}")
+    return out

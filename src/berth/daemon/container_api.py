@@ -1,0 +1,315 @@
+"""The API's ContainerBackend over the container service: listing, logs, attach, top."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from berth.api.http.server import RawStream
+from berth.api.http.streams import frame
+from berth.api.routes.containers import AttachOptions, LogOptions, Output
+from berth.common import reference
+from berth.common.errors import Conflict, InvalidParameter, NotFound
+from berth.runtime.logs import LogReader, LogRecord, docker_timestamp
+
+from .containers import ContainerService
+from .model import Container, rfc3339_to_unix
+
+_STREAM = {"stdout": 1, "stderr": 2}
+
+
+class ContainerAPI:
+    def __init__(self, svc: ContainerService) -> None:
+        self.svc = svc
+
+    # lifecycle passes straight through
+    async def create(self, body: Any, name: str | None) -> dict[str, Any]:
+        return await self.svc.create(body, name)
+
+    async def start(self, ref: str) -> None:
+        await self.svc.start(ref)
+
+    async def stop(self, ref: str, timeout: int | None, signal: str | None) -> None:
+        await self.svc.stop(ref, timeout, signal)
+
+    async def restart(self, ref: str, timeout: int | None, signal: str | None) -> None:
+        await self.svc.restart(ref, timeout, signal)
+
+    async def kill(self, ref: str, signal: str | None) -> None:
+        await self.svc.kill(ref, signal)
+
+    async def remove(self, ref: str, force: bool, volumes: bool) -> None:
+        await self.svc.remove(ref, force, volumes)
+
+    def inspect(self, ref: str, size: bool) -> dict[str, Any]:
+        return self.svc.inspect(ref, size)
+
+    def rename(self, ref: str, name: str) -> None:
+        self.svc.rename(ref, name)
+
+    def wait(self, ref: str, condition: str) -> Awaitable[int]:
+        c = self.svc.get(ref)
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise InvalidParameter(f"invalid condition: {condition}")
+        return self.svc.wait(c, condition)
+
+    def resize(self, ref: str, height: int, width: int) -> None:
+        self.svc.get(ref)
+
+    async def pause(self, ref: str) -> None:
+        c = self.svc.get(ref)
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        if c.state["Paused"]:
+            raise Conflict(f"Container {c.id} is already paused")
+        await self.svc.runtimes[c.runtime].pause(c.id)
+        c.state.update(Paused=True, Status="paused")
+        self.svc._save(c)
+        self.svc._event(c, "pause")
+
+    async def unpause(self, ref: str) -> None:
+        c = self.svc.get(ref)
+        if not c.state["Paused"]:
+            raise Conflict(f"Container {c.id} is not paused")
+        await self.svc.runtimes[c.runtime].resume(c.id)
+        c.state.update(Paused=False, Status="running")
+        self.svc._save(c)
+        self.svc._event(c, "unpause")
+
+    async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
+        deleted = []
+        for c in self.svc.all():
+            if c.running or not _label_match(c, filters.get("label", [])):
+                continue
+            await self.svc.remove(c.id)
+            deleted.append(c.id)
+        self.svc.events.publish("container", "prune", "", {"reclaimed": "0"})
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": 0}
+
+    # --- ps --------------------------------------------------------------------------------
+    def ps(self, all_: bool, limit: int, size: bool, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+        cs = sorted(self.svc.all(), key=lambda c: c.created, reverse=True)
+        if not all_ and limit <= 0 and not filters.get("status") and not filters.get("exited"):
+            cs = [c for c in cs if c.running]
+        cs = [c for c in cs if self._matches(c, filters)]
+        if limit > 0:
+            cs = cs[:limit]
+        out = []
+        for c in cs:
+            s = c.summary(self._image_display(c))
+            if size:
+                info = self.svc.inspect(c.id, size=True)
+                s["SizeRw"], s["SizeRootFs"] = info["SizeRw"], info["SizeRootFs"]
+            out.append(s)
+        return out
+
+    def _image_display(self, c: Container) -> str:
+        """ps's IMAGE: the name used at create if it still points at the image, else the ID."""
+        try:
+            if self.svc.images.get(c.image).id == c.image_id:
+                return c.image
+        except (NotFound, InvalidParameter):
+            pass
+        return c.image_id
+
+    def _matches(self, c: Container, f: dict[str, list[str]]) -> bool:
+        if f.get("status"):
+            for s in f["status"]:
+                if s not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+                    raise InvalidParameter(f"Invalid filter 'status={s}'")
+            if c.state["Status"] not in f["status"]:
+                return False
+        if f.get("id") and not any(c.id.startswith(v) for v in f["id"]):
+            return False
+        if f.get("name") and not any(_name_match(c.name, v) for v in f["name"]):
+            return False
+        if f.get("exited"):
+            if c.running or c.state["StartedAt"].startswith("0001") or \
+                    str(c.state["ExitCode"]) not in f["exited"]:
+                return False
+        if f.get("label") and not _label_match(c, f["label"]):
+            return False
+        if f.get("ancestor") and not any(self._descends(c, a) for a in f["ancestor"]):
+            return False
+        for key, newer in (("since", True), ("before", False)):
+            for ref in f.get(key, []):
+                other = self.svc.get(ref)
+                if (c.created <= other.created) if newer else (c.created >= other.created):
+                    return False
+        return True
+
+    def _descends(self, c: Container, ancestor: str) -> bool:
+        try:
+            img = self.svc.images.get(ancestor)
+        except (NotFound, InvalidParameter):
+            return False
+        return c.image_id == img.id
+
+    # --- logs ------------------------------------------------------------------------------
+    def _records(self, c: Container, opts: LogOptions) -> tuple[list[LogRecord], int, LogReader]:
+        reader = LogReader(self.svc.log_path(c))
+        streams = tuple(s for s, on in (("stdout", opts.stdout), ("stderr", opts.stderr)) if on)
+        records, offset = reader.read(since=opts.since, until=opts.until, tail=opts.tail, streams=streams)
+        return records, offset, reader
+
+    def logs(self, ref: str, opts: LogOptions) -> tuple[bool, Output]:
+        c = self.svc.get(ref)
+        records, offset, reader = self._records(c, opts)
+        streams = tuple(s for s, on in (("stdout", opts.stdout), ("stderr", opts.stderr)) if on)
+
+        def shape(r: LogRecord) -> tuple[int, bytes]:
+            data = r.data
+            if opts.timestamps:
+                data = docker_timestamp(r.timestamp).encode() + b" " + data
+            return _STREAM.get(r.stream, 1), data
+
+        async def gen() -> AsyncIterator[tuple[int, bytes]]:
+            for r in records:
+                yield shape(r)
+            if opts.follow and c.running:
+                async for r in reader.follow(offset, c.exited, streams=streams, until=opts.until):
+                    yield shape(r)
+
+        return c.tty, gen()
+
+    # --- attach ----------------------------------------------------------------------------
+    def attach(self, ref: str, opts: AttachOptions) -> tuple[bool, Callable[[RawStream], Awaitable[None]]]:
+        c = self.svc.get(ref)
+        if c.state["Status"] == "removing":
+            raise Conflict("cannot attach to a container that is being removed")
+        tty = c.tty
+        reader = LogReader(self.svc.log_path(c))
+        start_offset = reader.size()
+        streams = tuple(s for s, on in (("stdout", opts.stdout), ("stderr", opts.stderr)) if on)
+        if not c.running:
+            # Attached before it starts (docker run, start -a): follow through the next run.
+            c.exited.clear()
+
+        want_stdin = opts.stdin and bool(c.config.get("OpenStdin"))
+        attach_sock = os.path.join(self.svc.dir(c), "attach")
+
+        async def run(stream: RawStream) -> None:
+            if want_stdin:
+                asyncio.get_running_loop().create_task(_forward_stdin(c, attach_sock, stream))
+            if opts.logs:
+                records, _ = reader.read(streams=streams)
+                for r in records:
+                    await stream.write(r.data if tty else frame(_STREAM[r.stream], r.data))
+            if not opts.stream:
+                return
+            async for r in reader.follow(start_offset, c.exited, streams=streams):
+                await stream.write(r.data if tty else frame(_STREAM[r.stream], r.data))
+
+        return tty, run
+
+    async def top(self, ref: str, ps_args: str) -> dict[str, Any]:
+        c = self.svc.get(ref)
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        pids = await self.svc.runtimes[c.runtime].processes(c.id)
+        return await asyncio.to_thread(_ps_table, pids, ps_args)
+
+
+async def _forward_stdin(c: Container, path: str, stream: RawStream) -> None:
+    """Client bytes -> conmon's attach socket (SOCK_SEQPACKET) -> the container's stdin.
+    The client's half-close becomes our shutdown(SHUT_WR), on which conmon closes stdin."""
+    loop = asyncio.get_running_loop()
+    while not c.running or not os.path.exists(path):
+        if c.exited.is_set() and not c.running and c.state["FinishedAt"] != "0001-01-01T00:00:00Z":
+            return
+        await asyncio.sleep(0.005)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sock.setblocking(False)
+    # Through /proc/self/fd: a data root deep in the tree can make the path exceed sun_path.
+    dfd = os.open(os.path.dirname(path), os.O_PATH)
+    try:
+        await loop.sock_connect(sock, f"/proc/self/fd/{dfd}/{os.path.basename(path)}")
+    except OSError:
+        sock.close()
+        return
+    finally:
+        os.close(dfd)
+    drain = loop.create_task(_discard(loop, sock))
+    try:
+        while data := await stream.read(8192):
+            await loop.sock_sendall(sock, data)
+        sock.shutdown(socket.SHUT_WR)
+        await asyncio.wait_for(c.exited.wait(), None)
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        drain.cancel()
+        sock.close()
+
+
+async def _discard(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """conmon also sends output on the attach socket; we take output from the log file."""
+    try:
+        while await loop.sock_recv(sock, 65536):
+            pass
+    except (ConnectionError, OSError):
+        pass
+
+
+def _name_match(name: str, pattern: str) -> bool:
+    pattern = pattern.lstrip("/")
+    if any(ch in pattern for ch in "*?[^$"):
+        import re
+
+        try:
+            return re.search(pattern, name) is not None
+        except re.error:
+            return fnmatch.fnmatch(name, pattern)
+    return pattern in name
+
+
+def _label_match(c: Container, wanted: list[str]) -> bool:
+    labels = c.config.get("Labels") or {}
+    for item in wanted:
+        if item.startswith("!"):
+            continue
+        key, sep, val = item.partition("=")
+        if key not in labels or (sep and labels[key] != val):
+            return False
+    return True
+
+
+def _ps_table(pids: list[int], ps_args: str) -> dict[str, Any]:
+    import subprocess
+
+    args = ps_args.split() if ps_args else ["-ef"]
+    out = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise InvalidParameter(f"ps: {out.stderr.strip()}")
+    lines = out.stdout.splitlines()
+    if not lines:
+        return {"Titles": [], "Processes": []}
+    titles = lines[0].split()
+    try:
+        pid_col = titles.index("PID")
+    except ValueError:
+        raise InvalidParameter("Couldn't find PID field in ps output") from None
+    wanted = set(pids)
+    procs = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        try:
+            if int(fields[pid_col]) in wanted:
+                procs.append(fields)
+        except (ValueError, IndexError):
+            continue
+    return {"Titles": titles, "Processes": procs}
+
+
+def familiar_or_id(name: str) -> str:
+    try:
+        return str(reference.parse(name))
+    except reference.InvalidReference:
+        return name
+
+
+__all__ = ["ContainerAPI", "rfc3339_to_unix"]

@@ -1,0 +1,458 @@
+"""Container lifecycle: create, start, stop, kill, restart, remove, wait, and recovery at start.
+
+The service keeps every container in memory and writes its record to SQLite on each change;
+the runtime (conmon + runc) owns the processes, so this state is rebuilt from the records and
+from what is really running when berthd starts again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal as signals
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from berth.common import reference
+from berth.common.db import Database
+from berth.common.errors import Conflict, InvalidParameter, NotFound, NotModified
+from berth.common.ids import generate_name, new_id, valid_name
+from berth.images.store import ImageStore
+from berth.runtime import mount as mounts
+from berth.runtime.oci import ExitWatcher, OCIRuntime, StartError, pid_alive
+from berth.snapshots.overlay import LayerStore
+
+from . import configs
+from .events import EventBus
+from .model import Container, now_rfc3339
+
+log = logging.getLogger("berth.containers")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    record TEXT NOT NULL
+);
+"""
+
+
+def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, int):
+        return value
+    v = value.strip().upper()
+    if v.isdigit():
+        return int(v)
+    if not v.startswith("SIG"):
+        v = "SIG" + v
+    try:
+        return int(signals.Signals[v])
+    except KeyError:
+        raise InvalidParameter(f"Invalid signal: {value}") from None
+
+
+class ContainerService:
+    def __init__(self, root: str, db: Database, images: ImageStore, layers: LayerStore,
+                 runtimes: dict[str, OCIRuntime], default_runtime: str, events: EventBus) -> None:
+        self.root = os.path.join(root, "containers")
+        os.makedirs(self.root, exist_ok=True)
+        self.db = db
+        self.images = images
+        self.layers = layers
+        self.runtimes = runtimes
+        self.default_runtime = default_runtime
+        self.events = events
+        self._by_id: dict[str, Container] = {}
+        self._names: dict[str, str] = {}
+        self._watcher: ExitWatcher | None = None
+        db.ensure_schema(SCHEMA)
+
+    # --- ContainerUsage, for the image store -----------------------------------------------
+    def users(self, image_id: str) -> list[tuple[str, bool]]:
+        return [(c.id, c.running) for c in self._by_id.values() if c.image_id == image_id]
+
+    def chains_in_use(self) -> set[str]:
+        return {c.top_chain for c in self._by_id.values() if c.top_chain}
+
+    # --- records ---------------------------------------------------------------------------
+    def dir(self, c: Container) -> str:
+        return os.path.join(self.root, c.id)
+
+    def log_path(self, c: Container) -> str:
+        return os.path.join(self.dir(c), "ctr.log")
+
+    def rootfs(self, c: Container) -> str:
+        return os.path.join(self.dir(c), "rootfs")
+
+    def _save(self, c: Container) -> None:
+        with self.db.tx() as tx:
+            tx.execute("INSERT OR REPLACE INTO containers(id, name, record) VALUES (?,?,?)",
+                       (c.id, c.name, json.dumps(c.to_record())))
+
+    def get(self, ref: str) -> Container:
+        """By full ID, name (with or without '/'), or unique ID prefix, as dockerd resolves."""
+        if not ref:
+            raise NotFound("No such container: ")
+        c = self._by_id.get(ref)
+        if c:
+            return c
+        cid = self._names.get(ref.lstrip("/"))
+        if cid:
+            return self._by_id[cid]
+        matches = [c for cid, c in self._by_id.items() if cid.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def all(self) -> list[Container]:
+        return list(self._by_id.values())
+
+    def _event(self, c: Container, action: str, **extra: str) -> None:
+        attrs = {"image": c.image, "name": c.name}
+        attrs.update({k: str(v) for k, v in (c.config.get("Labels") or {}).items()})
+        attrs.update(extra)
+        self.events.publish("container", action, c.id, attrs)
+
+    # --- create ----------------------------------------------------------------------------
+    async def create(self, body: Any, name: str | None) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise InvalidParameter("config cannot be empty in order to create a container")
+        image_name = body.get("Image")
+        if not image_name or not isinstance(image_name, str):
+            raise InvalidParameter("Config.Image is required: no image specified")
+        if name:
+            if not valid_name(name):
+                raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                                       "are allowed")
+            name = name.lstrip("/")
+            if name in self._names:
+                raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                               f'"{self._names[name]}". You have to remove (or rename) that container '
+                               "to be able to reuse that name.")
+        try:
+            img = self.images.get(image_name)
+        except NotFound:
+            shown = image_name
+            try:
+                shown = str(reference.parse(image_name).with_default_tag())
+            except reference.InvalidReference:
+                pass
+            raise NotFound(f"No such image: {shown}") from None
+        host_config = configs.normalize_host_config(body.get("HostConfig") or {})
+        runtime = host_config.get("Runtime") or self.default_runtime
+        if runtime not in self.runtimes:
+            raise InvalidParameter(f"unknown or invalid runtime name: {runtime}")
+        host_config["Runtime"] = runtime
+        cid = new_id()
+        if not name:
+            name = generate_name()
+            while name in self._names:
+                name = generate_name()
+        config = configs.merge_config(img.config.get("config") or {}, body, cid)
+        path, args = configs.command(img.config.get("config") or {}, body)
+        c = Container(id=cid, name=name, created=now_rfc3339(), image=image_name, image_id=img.id,
+                      top_chain=img.top_chain, path=path, args=args, config=config,
+                      host_config=host_config, runtime=runtime)
+        c.networks = configs.networks_for(host_config)
+        os.makedirs(self.rootfs(c), exist_ok=True)
+        self.layers.prepare(cid, img.top_chain)
+        self._by_id[cid] = c
+        self._names[name] = cid
+        try:
+            self._save(c)
+        except BaseException:
+            self._forget(c)
+            raise
+        self._event(c, "create")
+        return {"Id": cid, "Warnings": []}
+
+    def _forget(self, c: Container) -> None:
+        self._by_id.pop(c.id, None)
+        if self._names.get(c.name) == c.id:
+            del self._names[c.name]
+
+    # --- start -----------------------------------------------------------------------------
+    async def start(self, ref: str) -> None:
+        c = self.get(ref)
+        async with c.busy:
+            if c.running:
+                raise NotModified("container already started")
+            if c.state["Status"] == "removing":
+                raise Conflict(f"container {c.id} is marked for removal and cannot be started")
+            await self._start(c)
+
+    async def _start(self, c: Container) -> None:
+        runtime = self.runtimes[c.runtime]
+        rootfs = self.rootfs(c)
+        cdir = self.dir(c)
+        try:
+            if not mounts.is_mounted(rootfs):
+                m = self.layers.mount_spec(c.id, c.top_chain)
+                mounts.mount(m.source, rootfs, m.type, m.options)
+            spec = configs.build_bundle(c, cdir, rootfs)
+            tmp = os.path.join(cdir, "config.json.tmp")
+            with open(tmp, "w") as f:
+                json.dump(spec, f)
+            os.rename(tmp, os.path.join(cdir, "config.json"))
+            await runtime.delete(c.id)  # a leftover from a crash would make create fail
+            created = await runtime.create(c.id, cdir, self.log_path(c), tty=c.tty,
+                                           stdin=bool(c.config.get("OpenStdin")),
+                                           stdin_once=bool(c.config.get("StdinOnce")))
+            c.conmon_pid = created.conmon_pid
+            c.exited.clear()
+            self._watch(c)
+            await runtime.start(c.id)
+        except StartError as e:
+            c.conmon_pid = 0
+            await self._cleanup_after_exit(c)
+            c.state.update(Status="created" if c.state["StartedAt"].startswith("0001") else "exited",
+                           Error=e.message, ExitCode=e.exit_code, Running=False, Pid=0)
+            self._save(c)
+            self._event(c, "die", exitCode=str(e.exit_code))
+            c.exited.set()
+            raise
+        except InvalidParameter as e:
+            await self._cleanup_after_exit(c)
+            c.state.update(Error=e.message)
+            self._save(c)
+            raise
+        c.state.update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False,
+                       Dead=False, Pid=created.pid, ExitCode=0, Error="", StartedAt=now_rfc3339())
+        self._save(c)
+        self._event(c, "start")
+
+    def _watch(self, c: Container) -> None:
+        if self._watcher is None:
+            self._watcher = ExitWatcher(asyncio.get_running_loop())
+        pid = c.conmon_pid
+
+        def on_exit() -> None:
+            asyncio.get_running_loop().create_task(self._on_exit(c, pid))
+
+        if not self._watcher.watch(pid, on_exit):
+            asyncio.get_running_loop().create_task(self._on_exit(c, pid))
+
+    async def _on_exit(self, c: Container, conmon_pid: int) -> None:
+        # Under the lock: a fast exit must not be recorded before its own start is.
+        async with c.busy:
+            if c.conmon_pid != conmon_pid or c.id not in self._by_id:
+                return
+            code = self.runtimes[c.runtime].read_exit_code(c.id)
+            if code is None:
+                code = 255
+            oom = os.path.exists(os.path.join(self.dir(c), "oom"))
+            await self._cleanup_after_exit(c)
+            c.conmon_pid = 0
+            c.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
+                           ExitCode=code, OOMKilled=oom, FinishedAt=now_rfc3339())
+            self._save(c)
+        if oom:
+            self._event(c, "oom")
+        self._event(c, "die", exitCode=str(code))
+        c.exited.set()
+        if c.host_config.get("AutoRemove"):
+            try:
+                await self.remove(c.id, force=True, volumes=True)
+            except NotFound:
+                pass
+
+    async def _cleanup_after_exit(self, c: Container) -> None:
+        try:
+            await self.runtimes[c.runtime].delete(c.id)
+        except Exception as e:  # noqa: BLE001 - cleanup must go on; the error is logged
+            log.warning("runtime delete of %s failed: %s", c.id[:12], e)
+        try:
+            mounts.unmount(self.rootfs(c))
+        except OSError as e:
+            log.warning("unmount of %s failed: %s", c.id[:12], e)
+        try:  # a stale attach socket would be mistaken for the next run's
+            os.unlink(os.path.join(self.dir(c), "attach"))
+        except FileNotFoundError:
+            pass
+
+    # --- stop / kill / restart --------------------------------------------------------------
+    async def kill(self, ref: str, signal: str | None = None) -> None:
+        c = self.get(ref)
+        sig = parse_signal(signal, signals.SIGKILL)
+        if not c.running:
+            raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        await self.runtimes[c.runtime].kill(c.id, sig)
+        self._event(c, "kill", signal=str(sig))
+
+    async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        c = self.get(ref)
+        if not c.running:
+            raise NotModified("container already stopped")
+        await self._stop(c, timeout, signal)
+        self._event(c, "stop")
+
+    async def _stop(self, c: Container, timeout: int | None, signal: str | None = None) -> None:
+        sig = parse_signal(signal or c.config.get("StopSignal"), signals.SIGTERM)
+        if timeout is None:
+            timeout = c.config.get("StopTimeout")
+            if timeout is None:
+                timeout = 10
+        runtime = self.runtimes[c.runtime]
+        if timeout != 0:
+            try:
+                await runtime.kill(c.id, sig)
+                self._event(c, "kill", signal=str(sig))
+            except Conflict:
+                pass
+            try:
+                await asyncio.wait_for(c.exited.wait(), None if timeout < 0 else timeout)
+                return
+            except TimeoutError:
+                pass
+        try:
+            await runtime.kill(c.id, signals.SIGKILL, all_processes=False)
+            self._event(c, "kill", signal=str(int(signals.SIGKILL)))
+        except Conflict:
+            pass
+        await c.exited.wait()
+
+    async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        c = self.get(ref)
+        if c.running:
+            await self._stop(c, timeout, signal)
+        async with c.busy:
+            await self._start(c)
+        self._event(c, "restart")
+
+    # --- remove ----------------------------------------------------------------------------
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        c = self.get(ref)
+        if c.running:
+            if not force:
+                raise Conflict(f"You cannot remove a running container {c.id}. Stop the container "
+                               "before attempting removal or force remove")
+            await self.runtimes[c.runtime].kill(c.id, signals.SIGKILL)
+            self._event(c, "kill", signal=str(int(signals.SIGKILL)))
+            await c.exited.wait()
+            if c.id not in self._by_id:  # AutoRemove got there first
+                return
+        if c.state["Status"] == "removing":
+            raise Conflict(f"removal of container {c.id[:12]} is already in progress")
+        c.state["Status"] = "removing"
+        await self._cleanup_after_exit(c)
+        self.layers.remove_rw(c.id)
+        shutil.rmtree(self.dir(c), ignore_errors=True)
+        with self.db.tx() as tx:
+            tx.execute("DELETE FROM containers WHERE id=?", (c.id,))
+        self._forget(c)
+        self._event(c, "destroy")
+        c.removed.set()
+        await asyncio.to_thread(self.images.gc_layers)
+
+    # --- wait ------------------------------------------------------------------------------
+    def wait(self, c: Container, condition: str) -> Awaitable[int]:
+        """Register a waiter now (so a start that follows is seen) and return what to await."""
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise InvalidParameter(f"invalid condition: {condition}")
+        if condition == "next-exit" and not c.running:
+            c.exited.clear()
+        done_now = condition in ("", "not-running") and not c.running
+
+        async def waiter() -> int:
+            if condition == "removed":
+                await c.removed.wait()
+            elif not done_now:
+                await c.exited.wait()
+            return int(c.state["ExitCode"])
+
+        return waiter()
+
+    # --- rename ----------------------------------------------------------------------------
+    def rename(self, ref: str, new_name: str) -> None:
+        c = self.get(ref)
+        if not new_name or not valid_name(new_name):
+            raise InvalidParameter(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                                   "are allowed")
+        new_name = new_name.lstrip("/")
+        if new_name == c.name:
+            raise InvalidParameter("Renaming a container with the same name as its current name")
+        if new_name in self._names:
+            raise Conflict(f'Conflict. The container name "/{new_name}" is already in use by container '
+                           f'"{self._names[new_name]}". You have to remove (or rename) that container '
+                           "to be able to reuse that name.")
+        old = c.name
+        del self._names[old]
+        c.name = new_name
+        self._names[new_name] = c.id
+        self._save(c)
+        self._event(c, "rename", oldName="/" + old)
+
+    # --- recovery --------------------------------------------------------------------------
+    async def recover(self) -> None:
+        """Load every record; re-watch containers still running; settle those that exited
+        while berthd was away (their exit code is in conmon's exit file)."""
+        for row in self.db.query("SELECT record FROM containers"):
+            c = Container.from_record(json.loads(row["record"]))
+            self._by_id[c.id] = c
+            self._names[c.name] = c.id
+        for c in list(self._by_id.values()):
+            if c.state["Status"] == "removing":
+                c.state["Status"] = "exited"
+            if not c.running:
+                c.exited.set()
+                continue
+            if c.conmon_pid and pid_alive(c.conmon_pid) and _is_conmon_of(c.conmon_pid, c.id):
+                self._watch(c)
+            else:
+                await self._on_exit(c, c.conmon_pid)
+
+    def graph_driver(self, c: Container) -> dict[str, Any]:
+        m = self.layers.mount_spec(c.id, c.top_chain)
+        opts = dict(o.split("=", 1) for o in m.options)
+        return {"Name": "overlay2", "Data": {"LowerDir": opts.get("lowerdir", ""),
+                                             "MergedDir": self.rootfs(c), "UpperDir": opts.get("upperdir", ""),
+                                             "WorkDir": opts.get("workdir", "")}}
+
+    def inspect(self, ref: str, size: bool = False) -> dict[str, Any]:
+        c = self.get(ref)
+        d = self.dir(c)
+        sizes = None
+        if size:
+            rw = _dir_size(self.layers.upper_dir(c.id))
+            img = self.images._load(c.image_id)
+            sizes = {"SizeRw": rw, "SizeRootFs": rw + (img.size if img else 0)}
+        out = c.inspect(self.graph_driver(c), self.log_path(c), os.path.join(d, "resolv.conf"),
+                        os.path.join(d, "hostname"), os.path.join(d, "hosts"), sizes)
+        return out
+
+    def started_at(self, c: Container) -> float:
+        from .model import rfc3339_to_unix
+
+        return rfc3339_to_unix(c.state["StartedAt"])
+
+
+def _is_conmon_of(pid: int, cid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return bool(argv) and argv[0].endswith(b"conmon") and cid.encode() in argv
+
+
+def _dir_size(path: str) -> int:
+    total = 0
+    for dirpath, _d, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def uptime(since: float) -> float:
+    return time.time() - since

@@ -1,0 +1,168 @@
+"""berthd: the composition root. Wires concrete stores, runtime and API together, then serves.
+
+Stopping berthd (SIGTERM, SIGINT, or a crash) never stops containers: conmon owns them, and the
+next berthd picks them up in `ContainerService.recover`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+
+from berth import __version__
+
+DEFAULT_SOCKET = "/run/berth/berth.sock"
+DEFAULT_DATA_ROOT = "/var/lib/berth"
+DEFAULT_EXEC_ROOT = "/run/berth"
+RUNTIMES = {"runc": "/usr/sbin/runc", "crun": "/usr/bin/crun"}
+
+log = logging.getLogger("berthd")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="berthd", description="berth container engine daemon")
+    p.add_argument("-H", "--host", action="append", default=None,
+                   help=f"socket(s) to listen on (default unix://{DEFAULT_SOCKET}); unix:// or tcp://")
+    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
+    p.add_argument("--exec-root", default=DEFAULT_EXEC_ROOT)
+    p.add_argument("--default-runtime", default="runc", choices=sorted(RUNTIMES))
+    p.add_argument("--label", action="append", default=[], help="daemon label key=value")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--pidfile", default=None)
+    p.add_argument("--version", action="version", version=f"berthd {__version__}")
+    return p.parse_args(argv)
+
+
+def _lock(path: str) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(f"berthd: another berthd is using {os.path.dirname(path)}")
+    return fd
+
+
+async def run(args: argparse.Namespace) -> None:
+    from berth.api.app import build_router
+    from berth.api.http.server import serve_tcp, serve_unix
+    from berth.common.db import Database
+    from berth.content.store import ContentStore
+    from berth.images.store import ImageStore
+    from berth.runtime.oci import OCIRuntime, RuntimeInfo
+    from berth.snapshots.overlay import LayerStore
+
+    from .container_api import ContainerAPI
+    from .containers import ContainerService
+    from .events import EventBus
+    from .execs import ExecService
+    from .image_api import ImageAPI
+    from .system_api import SystemAPI
+
+    data_root = os.path.abspath(args.data_root)
+    exec_root = os.path.abspath(args.exec_root)
+    os.makedirs(data_root, mode=0o711, exist_ok=True)
+    os.makedirs(exec_root, mode=0o711, exist_ok=True)
+    lock_fd = _lock(os.path.join(data_root, "berthd.lock"))
+
+    db = Database(os.path.join(data_root, "berth.db"))
+    content = ContentStore(os.path.join(data_root, "content"))
+    content.clean_ingest()
+    layers = LayerStore(os.path.join(data_root, "overlay"))
+    layers.clean_tmp()
+    events = EventBus()
+    runtimes = {name: OCIRuntime(RuntimeInfo(name, path), os.path.join(exec_root, name),
+                                 os.path.join(exec_root, "exits"))
+                for name, path in RUNTIMES.items() if os.path.exists(path)}
+    if args.default_runtime not in runtimes:
+        sys.exit(f"berthd: the default runtime {args.default_runtime} is not installed")
+
+    class _Usage:
+        """Late-bound: the image store needs the container service, which needs the image store."""
+
+        svc: ContainerService | None = None
+
+        def users(self, image_id: str) -> list[tuple[str, bool]]:
+            return self.svc.users(image_id) if self.svc else []
+
+        def chains_in_use(self) -> set[str]:
+            return self.svc.chains_in_use() if self.svc else set()
+
+    usage = _Usage()
+    images = ImageStore(db, content, layers, usage)
+    containers = ContainerService(data_root, db, images, layers, runtimes, args.default_runtime, events)
+    usage.svc = containers
+    await containers.recover()
+    daemon_id = _daemon_id(data_root)
+    system_b = SystemAPI(daemon_id, data_root, containers, events, args.label,
+                         {n: r.info.path for n, r in runtimes.items()}, args.default_runtime)
+    router = build_router(f"berth/{__version__}", system_b, ContainerAPI(containers),
+                          ImageAPI(images, events, os.path.join(data_root, "tmp"), lambda: "1.45"),
+                          ExecService(containers))
+
+    servers = []
+    for host in args.host or [f"unix://{DEFAULT_SOCKET}"]:
+        if host.startswith("unix://"):
+            servers.append(await serve_unix(host[len("unix://"):], router))
+        elif host.startswith("tcp://"):
+            addr = host[len("tcp://"):]
+            h, _, port = addr.rpartition(":")
+            servers.append(await serve_tcp(h or "127.0.0.1", int(port or 2375), router))
+        elif host.startswith("/"):
+            servers.append(await serve_unix(host, router))
+        else:
+            sys.exit(f"berthd: unsupported host {host!r} (use unix:// or tcp://)")
+    if args.pidfile:
+        with open(args.pidfile + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(args.pidfile + ".tmp", args.pidfile)
+    log.info("berthd %s serving on %s (data root %s)", __version__, ", ".join(args.host or [DEFAULT_SOCKET]),
+             data_root)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("berthd stopping; containers keep running")
+    for s in servers:
+        s.close()
+    db.close()
+    os.close(lock_fd)
+    if args.pidfile:
+        try:
+            os.unlink(args.pidfile)
+        except FileNotFoundError:
+            pass
+
+
+def _daemon_id(data_root: str) -> str:
+    path = os.path.join(data_root, "engine-id")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        import uuid
+
+        value = str(uuid.uuid4())
+        with open(path + ".tmp", "w") as f:
+            f.write(value)
+        os.rename(path + ".tmp", path)
+        return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if os.geteuid() != 0:
+        sys.exit("berthd: must run as root")
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""The container record: what berth knows of one container, and its Engine API shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def now_rfc3339() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
+
+
+def rfc3339_to_unix(ts: str) -> float:
+    from berth.runtime.logs import parse_time
+
+    if not ts or ts.startswith("0001-"):
+        return 0.0
+    return parse_time(ts)
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's units.HumanDuration."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
+
+
+def fresh_state() -> dict[str, Any]:
+    return {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
+            "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
+            "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME}
+
+
+@dataclass
+class Container:
+    id: str
+    name: str                       # without the leading slash
+    created: str
+    image: str                      # as the user named it
+    image_id: str
+    top_chain: str | None           # the layer the writable layer stands on
+    path: str
+    args: list[str]
+    config: dict[str, Any]
+    host_config: dict[str, Any]
+    state: dict[str, Any] = field(default_factory=fresh_state)
+    restart_count: int = 0
+    conmon_pid: int = 0
+    runtime: str = "runc"
+    networks: dict[str, Any] = field(default_factory=dict)
+    # Not persisted: wakes waiters and log followers.
+    exited: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    removed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    busy: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    PERSISTED = ("id", "name", "created", "image", "image_id", "top_chain", "path", "args", "config",
+                 "host_config", "state", "restart_count", "conmon_pid", "runtime", "networks")
+
+    def to_record(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.PERSISTED}
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> Container:
+        return cls(**{k: rec[k] for k in cls.PERSISTED if k in rec})
+
+    @property
+    def running(self) -> bool:
+        return bool(self.state["Running"])
+
+    @property
+    def tty(self) -> bool:
+        return bool(self.config.get("Tty"))
+
+    def status_word(self) -> str:
+        """Docker's State.Status."""
+        return self.state["Status"]
+
+    def human_status(self) -> str:
+        """`Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`: ps's STATUS column."""
+        st = self.state
+        if st["Running"]:
+            up = human_duration(time.time() - rfc3339_to_unix(st["StartedAt"]))
+            if st["Paused"]:
+                return f"Up {up} (Paused)"
+            if st["Restarting"]:
+                return f"Restarting ({st['ExitCode']}) {up} ago"
+            return f"Up {up}"
+        if st["Status"] == "removing":
+            return "Removal In Progress"
+        if st["Dead"]:
+            return "Dead"
+        if st["StartedAt"] == ZERO_TIME:
+            return "Created"
+        if st["FinishedAt"] == ZERO_TIME:
+            return ""
+        ago = human_duration(time.time() - rfc3339_to_unix(st["FinishedAt"]))
+        return f"Exited ({st['ExitCode']}) {ago} ago"
+
+    def network_settings(self) -> dict[str, Any]:
+        return {
+            "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "", "SecondaryIPAddresses": None,
+            "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+            "MacAddress": "", "Networks": self.networks,
+        }
+
+    def inspect(self, graph_driver: dict[str, Any], log_path: str, resolv: str, hostname_path: str,
+                hosts_path: str, size: dict[str, int] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "Id": self.id,
+            "Created": self.created,
+            "Path": self.path,
+            "Args": self.args,
+            "State": dict(self.state),
+            "Image": self.image_id,
+            "ResolvConfPath": resolv,
+            "HostnamePath": hostname_path,
+            "HostsPath": hosts_path,
+            "LogPath": log_path,
+            "Name": "/" + self.name,
+            "RestartCount": self.restart_count,
+            "Driver": "overlay2",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": None,
+            "HostConfig": self.host_config,
+            "GraphDriver": graph_driver,
+            "Mounts": [],
+            "Config": self.config,
+            "NetworkSettings": self.network_settings(),
+        }
+        if size is not None:
+            out.update(size)
+        return out
+
+    def summary(self, image_display: str) -> dict[str, Any]:
+        command = " ".join([self.path, *self.args]) if self.path else ""
+        return {
+            "Id": self.id,
+            "Names": ["/" + self.name],
+            "Image": image_display,
+            "ImageID": self.image_id,
+            "Command": command,
+            "Created": int(rfc3339_to_unix(self.created)),
+            "Ports": [],
+            "Labels": self.config.get("Labels") or {},
+            "State": self.state["Status"],
+            "Status": self.human_status(),
+            "HostConfig": {"NetworkMode": self.host_config.get("NetworkMode", "default")},
+            "NetworkSettings": {"Networks": self.networks},
+            "Mounts": [],
+        }

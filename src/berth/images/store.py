@@ -1,0 +1,300 @@
+"""Image store: image configs (in the content store), tags, and the layers they stand on.
+
+An image's ID is the sha256 of its config. Layers are unpacked once per ChainID and shared by
+every image that has them; a layer is removed only when no image and no container needs it.
+Metadata lives in SQLite; a row is written only after every blob and layer it names is committed,
+so a crash leaves at worst unreferenced files, never a record pointing at nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Protocol
+
+from berth.common import reference
+from berth.common.db import Database
+from berth.common.digest import chain_ids, is_digest
+from berth.common.errors import Conflict, InvalidParameter, NotFound
+from berth.content.store import ContentStore
+from berth.snapshots.overlay import LayerStore
+from berth.snapshots.tarapply import open_decompressed
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    chains TEXT NOT NULL,          -- JSON list of ChainIDs, bottom first
+    size INTEGER NOT NULL,
+    created TEXT NOT NULL,
+    added REAL NOT NULL,
+    last_tag_time TEXT
+);
+CREATE TABLE IF NOT EXISTS tags (
+    ref TEXT PRIMARY KEY,           -- canonical: docker.io/library/busybox:latest
+    image_id TEXT NOT NULL REFERENCES images(id)
+);
+CREATE INDEX IF NOT EXISTS tags_image ON tags(image_id);
+CREATE TABLE IF NOT EXISTS layers (
+    chain_id TEXT PRIMARY KEY,
+    diff_id TEXT NOT NULL,
+    parent TEXT,
+    blob TEXT NOT NULL,             -- digest of the stored (uncompressed) layer tar
+    tar_size INTEGER NOT NULL,
+    size INTEGER NOT NULL
+);
+"""
+
+
+class ContainerUsage(Protocol):
+    """What the image store must know of containers (the daemon provides it)."""
+
+    def users(self, image_id: str) -> list[tuple[str, bool]]:
+        """(container ID, running) of every container created from the image."""
+        ...
+
+    def chains_in_use(self) -> set[str]:
+        """Top ChainIDs that containers' writable layers stand on."""
+        ...
+
+
+@dataclass
+class Image:
+    id: str
+    config: dict[str, Any]
+    chains: list[str]
+    size: int
+    created: str
+    added: float
+    last_tag_time: str | None
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def top_chain(self) -> str | None:
+        return self.chains[-1] if self.chains else None
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return list(self.config.get("rootfs", {}).get("diff_ids") or [])
+
+
+@dataclass
+class NewLayer:
+    """A layer to add: `open()` gives its tar stream (compressed or not)."""
+
+    open: Callable[[], BinaryIO]
+
+
+def _now_rfc3339() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
+
+
+class ImageStore:
+    def __init__(self, db: Database, content: ContentStore, layers: LayerStore, usage: ContainerUsage):
+        self.db = db
+        self.content = content
+        self.layers = layers
+        self.usage = usage
+        db.ensure_schema(SCHEMA)
+
+    # --- lookup ---------------------------------------------------------------------------
+    def _load(self, image_id: str) -> Image | None:
+        rows = self.db.query("SELECT * FROM images WHERE id=?", (image_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        config = json.loads(self.content.read(image_id))
+        tags = [t["ref"] for t in self.db.query("SELECT ref FROM tags WHERE image_id=? ORDER BY ref",
+                                                   (image_id,))]
+        return Image(r["id"], config, json.loads(r["chains"]), r["size"], r["created"], r["added"],
+                     r["last_tag_time"], tags)
+
+    def get(self, name: str) -> Image:
+        """Find an image by full ID, reference, or unambiguous ID prefix, as dockerd does."""
+        img = self._find(name)
+        if img is None:
+            raise NotFound(f"No such image: {name}")
+        return img
+
+    def _find(self, name: str) -> Image | None:
+        if is_digest(name):
+            return self._load(name)
+        try:
+            ref = reference.parse(name)
+        except reference.InvalidReference:
+            ref = None
+        if ref is not None:
+            canon = reference.normalize(name)
+            if ref.digest and not ref.tag:
+                canon = f"{ref.name}@{ref.digest}"
+            rows = self.db.query("SELECT image_id FROM tags WHERE ref=?", (canon,))
+            if rows:
+                return self._load(rows[0]["image_id"])
+        hexpart = name[7:] if name.startswith("sha256:") else name
+        if hexpart and all(c in "0123456789abcdef" for c in hexpart) and len(hexpart) <= 64:
+            rows = self.db.query("SELECT id FROM images WHERE id LIKE ?", (f"sha256:{hexpart}%",))
+            if len(rows) == 1:
+                return self._load(rows[0]["id"])
+            if len(rows) > 1:
+                raise InvalidParameter(f"ambiguous image ID prefix {name}: matches {len(rows)} images")
+        return None
+
+    def all(self) -> list[Image]:
+        out = []
+        for r in self.db.query("SELECT id FROM images ORDER BY added DESC"):
+            img = self._load(r["id"])
+            if img:
+                out.append(img)
+        return out
+
+    # --- adding images --------------------------------------------------------------------
+    def add(self, config_bytes: bytes, layers: list[NewLayer], tags: Iterable[str] = ()) -> tuple[Image, list[str]]:
+        """Store an image from its config and layer tars; returns (image, tags it displaced).
+        Blocking (file I/O): call from a worker thread."""
+        try:
+            config = json.loads(config_bytes)
+        except ValueError:
+            raise InvalidParameter("image config is not valid JSON") from None
+        if not isinstance(config, dict):
+            raise InvalidParameter("image config is not a JSON object")
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        if len(diff_ids) != len(layers):
+            raise InvalidParameter(f"image config lists {len(diff_ids)} layers but {len(layers)} were given")
+        chains = chain_ids(diff_ids)
+        size = 0
+        parent: str | None = None
+        for diff_id, chain_id, layer in zip(diff_ids, chains, layers, strict=True):
+            rows = self.db.query("SELECT size FROM layers WHERE chain_id=?", (chain_id,))
+            if rows and self.layers.has(chain_id):
+                size += rows[0]["size"]
+            else:
+                size += self._add_layer(parent, diff_id, chain_id, layer)
+            parent = chain_id
+        image_id = self.content.put(config_bytes)
+        created = str(config.get("created") or "1970-01-01T00:00:00Z")
+        with self.db.tx() as c:
+            c.execute("INSERT OR IGNORE INTO images(id, chains, size, created, added) VALUES (?,?,?,?,?)",
+                      (image_id, json.dumps(chains), size, created, time.time()))
+        displaced = []
+        for t in tags:
+            old = self.tag(image_id, t)
+            if old and old != image_id:
+                displaced.append(old)
+        img = self._load(image_id)
+        assert img is not None
+        return img, displaced
+
+    def _add_layer(self, parent: str | None, diff_id: str, chain_id: str, layer: NewLayer) -> int:
+        # Keep the uncompressed tar (its digest is the DiffID) so `save` reproduces it bit for
+        # bit, then unpack from the stored copy.
+        with layer.open() as stream:
+            blob = self.content.ingest(open_decompressed(stream), expected=diff_id)
+        with self.content.open(blob) as f:
+            got_chain, applied = self.layers.apply(parent, f, expected_diff_id=diff_id)
+        assert got_chain == chain_id
+        with self.db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO layers(chain_id, diff_id, parent, blob, tar_size, size) "
+                      "VALUES (?,?,?,?,?,?)", (chain_id, diff_id, parent, blob, applied.tar_size, applied.size))
+        return applied.size
+
+    def layer_blob(self, chain_id: str) -> tuple[str, int]:
+        rows = self.db.query("SELECT blob, tar_size FROM layers WHERE chain_id=?", (chain_id,))
+        if not rows:
+            raise NotFound(f"layer {chain_id} not found")
+        return rows[0]["blob"], rows[0]["tar_size"]
+
+    # --- tags -----------------------------------------------------------------------------
+    def tag(self, image_id: str, ref: str) -> str | None:
+        """Point `ref` at the image; returns the image it pointed at before, if any."""
+        try:
+            parsed = reference.parse(ref)
+        except reference.InvalidReference as e:
+            raise InvalidParameter(str(e)) from None
+        if parsed.digest:
+            raise InvalidParameter("refusing to create a tag with a digest reference")
+        canon = reference.normalize(ref)
+        with self.db.tx() as c:
+            row = c.execute("SELECT image_id FROM tags WHERE ref=?", (canon,)).fetchone()
+            c.execute("INSERT OR REPLACE INTO tags(ref, image_id) VALUES (?,?)", (canon, image_id))
+            c.execute("UPDATE images SET last_tag_time=? WHERE id=?", (_now_rfc3339(), image_id))
+        return row["image_id"] if row else None
+
+    def untag(self, canon: str) -> None:
+        with self.db.tx() as c:
+            c.execute("DELETE FROM tags WHERE ref=?", (canon,))
+
+    # --- delete ---------------------------------------------------------------------------
+    def delete(self, name: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
+        """Docker's `rmi`: untag a reference, or delete the image when nothing else holds it."""
+        img = self.get(name)
+        records: list[dict[str, str]] = []
+        short = img.id[7:19]
+        by_ref = not _is_id_prefix(img.id, name)
+        if by_ref:
+            canon = reference.normalize(name)
+            ref = reference.parse(name)
+            if ref.digest and not ref.tag:
+                canon = f"{ref.name}@{ref.digest}"
+            if not force and len(img.tags) <= 1:
+                users = self.usage.users(img.id)
+                if users:
+                    raise Conflict(f'conflict: unable to remove repository reference "{name}" (must force) '
+                                   f"- container {users[0][0][:12]} is using its referenced image {short}")
+            self.untag(canon)
+            records.append({"Untagged": reference.familiar(canon)})
+            if len(img.tags) > 1:
+                return records
+        else:
+            if len(img.tags) > 1 and not force:
+                raise Conflict(f"conflict: unable to delete {short} (must be forced) "
+                               "- image is referenced in multiple repositories")
+        users = self.usage.users(img.id)
+        running = [cid for cid, run in users if run]
+        if running:
+            if by_ref:
+                return records  # the untag was all that could be done, as dockerd
+            raise Conflict(f"conflict: unable to delete {short} (cannot be forced) "
+                           f"- image is being used by running container {running[0][:12]}")
+        if users and not force:
+            raise Conflict(f"conflict: unable to delete {short} (must be forced) "
+                           f"- image is being used by stopped container {users[0][0][:12]}")
+        for t in img.tags:
+            if not by_ref or t != reference.normalize(name):
+                records.append({"Untagged": reference.familiar(t)})
+        records.append({"Deleted": img.id})
+        with self.db.tx() as c:
+            c.execute("DELETE FROM tags WHERE image_id=?", (img.id,))
+            c.execute("DELETE FROM images WHERE id=?", (img.id,))
+        self.content.delete(img.id)
+        for chain in self.gc_layers():
+            records.append({"Deleted": chain})
+        return records
+
+    def gc_layers(self) -> list[str]:
+        """Remove layers no image or container needs; returns their ChainIDs."""
+        needed: set[str] = set()
+        for r in self.db.query("SELECT chains FROM images"):
+            needed.update(json.loads(r["chains"]))
+        parents = {r["chain_id"]: r["parent"] for r in self.db.query("SELECT chain_id, parent FROM layers")}
+        for top in self.usage.chains_in_use():
+            cur: str | None = top
+            while cur and cur not in needed:
+                needed.add(cur)
+                cur = parents.get(cur)
+        removed = []
+        for chain_id in sorted(set(parents) - needed):
+            blob = self.db.query("SELECT blob FROM layers WHERE chain_id=?", (chain_id,))[0]["blob"]
+            with self.db.tx() as c:
+                c.execute("DELETE FROM layers WHERE chain_id=?", (chain_id,))
+            self.layers.remove(chain_id)
+            if not self.db.query("SELECT 1 FROM layers WHERE blob=?", (blob,)):
+                self.content.delete(blob)
+            removed.append(chain_id)
+        return removed
+
+
+def _is_id_prefix(image_id: str, name: str) -> bool:
+    hexpart = name[7:] if name.startswith("sha256:") else name
+    return bool(hexpart) and image_id[7:].startswith(hexpart)

@@ -1,0 +1,115 @@
+"""Read container logs as conmon writes them (the k8s-file format).
+
+Each line is `<RFC3339Nano timestamp> <stdout|stderr> <P|F> <content>`; `P` marks a partial
+line whose rest follows in the next record. Docker's json-file driver semantics (since, until,
+tail, timestamps, follow) are applied on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass
+class LogRecord:
+    stream: str          # "stdout" | "stderr"
+    timestamp: str       # RFC3339Nano as conmon wrote it
+    data: bytes          # the line, with its newline unless it was partial at exit
+
+
+def parse_time(ts: str) -> float:
+    """RFC3339Nano (with offset or Z) -> unix seconds, keeping sub-second precision."""
+    main, _, frac = ts.partition(".")
+    tz = ""
+    if frac:
+        digits = ""
+        for i, ch in enumerate(frac):
+            if ch.isdigit():
+                digits += ch
+            else:
+                tz = frac[i:]
+                break
+        frac_val = float("0." + digits) if digits else 0.0
+    else:
+        frac_val = 0.0
+        if main.endswith("Z"):
+            main, tz = main[:-1], "Z"
+        elif len(main) > 19:
+            main, tz = main[:19], main[19:]
+    if tz in ("Z", ""):
+        tz = "+00:00"
+    dt = datetime.fromisoformat(main + tz)
+    return dt.timestamp() + frac_val
+
+
+def docker_timestamp(ts: str) -> str:
+    """conmon's `2026-11-29T04:22:17.374369257+00:00` -> docker's `...374369257Z`."""
+    return ts[:-6] + "Z" if ts.endswith("+00:00") else ts
+
+
+def _parse_lines(lines: Iterator[bytes]) -> Iterator[LogRecord]:
+    partial: dict[str, bytes] = {}
+    for raw in lines:
+        if not raw.endswith(b"\n"):
+            return  # an incomplete record: conmon is still writing it
+        parts = raw[:-1].split(b" ", 3)
+        if len(parts) < 3:
+            continue
+        ts, stream, tag = parts[0].decode(), parts[1].decode(), parts[2]
+        content = parts[3] if len(parts) > 3 else b""
+        if tag == b"P":
+            partial[stream] = partial.get(stream, b"") + content
+            continue
+        yield LogRecord(stream, ts, partial.pop(stream, b"") + content + b"\n")
+
+
+class LogReader:
+    def __init__(self, path: str):
+        self.path = path
+
+    def read(self, *, since: float = 0, until: float = 0, tail: int = -1,
+             streams: tuple[str, ...] = ("stdout", "stderr"), offset: int = 0) -> tuple[list[LogRecord], int]:
+        """Records in the file from `offset`; returns them and the offset after the last whole one."""
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            return [], offset
+        with f:
+            f.seek(offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        records = [r for r in _parse_lines(iter(data[:end].splitlines(keepends=True)))
+                   if r.stream in streams]
+        if since or until:
+            records = [r for r in records if (not since or parse_time(r.timestamp) > since)
+                       and (not until or parse_time(r.timestamp) <= until)]
+        if tail >= 0:
+            records = records[-tail:] if tail else []
+        return records, offset + end
+
+    def size(self) -> int:
+        try:
+            return os.path.getsize(self.path)
+        except FileNotFoundError:
+            return 0
+
+    async def follow(self, offset: int, stopped: asyncio.Event, *,
+                     streams: tuple[str, ...] = ("stdout", "stderr"),
+                     until: float = 0, interval: float = 0.1) -> AsyncIterator[LogRecord]:
+        """New records from `offset` until `stopped` is set and the file is drained. Polls, but
+        wakes at once when the container stops, so the last lines are never late."""
+        while True:
+            done = stopped.is_set()
+            records, offset = self.read(offset=offset, streams=streams, until=until)
+            for r in records:
+                yield r
+            if done:
+                return
+            try:
+                await asyncio.wait_for(stopped.wait(), interval)
+            except TimeoutError:
+                pass

@@ -1,0 +1,271 @@
+"""Drive an OCI runtime (runc, crun) through conmon, the per-container monitor.
+
+conmon owns the container's stdio and log file and outlives berthd, so a daemon crash or
+restart neither stops containers nor loses their output. berthd learns of an exit by watching
+conmon's pidfd and reading the exit file conmon writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal as signals
+from dataclasses import dataclass
+
+from berth.common.errors import BerthError, Conflict, InvalidParameter, NotFound
+
+CONMON = "/usr/bin/conmon"
+
+
+class StartError(BerthError):
+    """The runtime could not start the process; `exit_code` is docker's 126/127/128 class."""
+
+    status = 400
+
+    def __init__(self, message: str, exit_code: int = 128):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def classify_start_error(message: str) -> StartError:
+    lower = message.lower()
+    if "executable file not found" in lower or "no such file or directory" in lower:
+        return StartError(message, 127)
+    if "permission denied" in lower:
+        return StartError(message, 126)
+    return StartError(message, 128)
+
+
+@dataclass
+class Created:
+    pid: int
+    conmon_pid: int
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    name: str
+    path: str
+
+
+def _clean_runtime_message(raw: str) -> str:
+    """runc prints logrus lines (`time=... level=error msg="..."`); keep the message."""
+    msgs = []
+    for line in raw.strip().splitlines():
+        if 'msg="' in line:
+            body = line.split('msg="', 1)[1]
+            body = body.rsplit('"', 1)[0]
+            msgs.append(body.encode().decode("unicode_escape", errors="replace"))
+        elif line.strip():
+            msgs.append(line.strip())
+    return "; ".join(msgs) or raw.strip()
+
+
+class OCIRuntime:
+    """Lifecycle per container: create (conmon + runtime create) -> start -> [kill] -> exit
+    (exit file written by conmon) -> delete. `delete` must follow every create."""
+
+    def __init__(self, info: RuntimeInfo, state_root: str, exit_dir: str) -> None:
+        self.info = info
+        self.state_root = state_root
+        self.exit_dir = exit_dir
+        os.makedirs(state_root, exist_ok=True)
+        os.makedirs(exit_dir, exist_ok=True)
+
+    def _base(self) -> list[str]:
+        return [self.info.path, "--root", self.state_root]
+
+    async def _run(self, *args: str, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+        proc = await asyncio.create_subprocess_exec(
+            *self._base(), *args,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate(stdin)
+        assert proc.returncode is not None
+        return proc.returncode, out, err
+
+    def exit_file(self, cid: str) -> str:
+        return os.path.join(self.exit_dir, cid)
+
+    async def create(self, cid: str, bundle: str, log_path: str, *, tty: bool = False,
+                     stdin: bool = False, stdin_once: bool = False,
+                     log_size_max: int | None = None) -> Created:
+        """Start conmon, which runs `<runtime> create`; returns once the container exists."""
+        try:
+            os.unlink(self.exit_file(cid))
+        except FileNotFoundError:
+            pass
+        for stale in ("attach", "ctl", "winsz"):
+            try:
+                os.unlink(os.path.join(bundle, stale))
+            except FileNotFoundError:
+                pass
+        args = [CONMON, "--api-version", "1", "-c", cid, "-u", cid, "-n", cid,
+                "-r", self.info.path, "-b", bundle,
+                "-p", os.path.join(bundle, "pid"), "-P", os.path.join(bundle, "conmon.pid"),
+                "--exit-dir", self.exit_dir, "--persist-dir", bundle,
+                "-l", f"k8s-file:{log_path}", "--full-attach", "--socket-dir-path", bundle,
+                "--runtime-arg", f"--root={self.state_root}", "--log-level", "error"]
+        if log_size_max:
+            args += ["--log-size-max", str(log_size_max)]
+        if tty:
+            args.append("-t")
+        elif stdin:
+            # StdinOnce (docker run -i): stdin closes when the attached client goes away.
+            args += ["-i"] if stdin_once else ["-i", "--leave-stdin-open"]
+        sync_r, sync_w = os.pipe()
+        start_r, start_w = os.pipe()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+               "_OCI_SYNCPIPE": "3", "_OCI_STARTPIPE": "4"}
+        try:
+            # posix_spawn: no Python runs in the child, so it is cheap and fork-safe in a threaded daemon.
+            pid = os.posix_spawn(CONMON, args, env, file_actions=[
+                (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
+                (os.POSIX_SPAWN_DUP2, devnull, 2), (os.POSIX_SPAWN_DUP2, sync_w, 3),
+                (os.POSIX_SPAWN_DUP2, start_r, 4)], setsid=True)
+        finally:
+            os.close(sync_w)
+            os.close(start_r)
+            os.close(devnull)
+        os.write(start_w, b"0")
+        os.close(start_w)
+        loop = asyncio.get_running_loop()
+        try:
+            data = await loop.run_in_executor(None, _read_line, sync_r)
+        finally:
+            os.close(sync_r)
+            await loop.run_in_executor(None, os.waitpid, pid, 0)  # conmon's parent exits at once
+        result: dict[str, object] = {}
+        for line in data.decode(errors="replace").splitlines():
+            if line.strip():
+                result = json.loads(line)
+                break
+        child = result.get("data")
+        if not isinstance(child, int) or child <= 0:
+            raise classify_start_error(_clean_runtime_message(str(result.get("message") or
+                                                                  "conmon failed to create the container")))
+        with open(os.path.join(bundle, "conmon.pid")) as f:
+            conmon_pid = int(f.read().strip())
+        return Created(child, conmon_pid)
+
+    async def start(self, cid: str) -> None:
+        rc, _out, err = await self._run("start", cid)
+        if rc != 0:
+            raise classify_start_error(_clean_runtime_message(err.decode(errors="replace")))
+
+    async def kill(self, cid: str, sig: int = signals.SIGTERM, all_processes: bool = False) -> None:
+        args = ["kill"] + (["--all"] if all_processes else []) + [cid, str(sig)]
+        rc, _out, err = await self._run(*args)
+        if rc != 0:
+            msg = _clean_runtime_message(err.decode(errors="replace"))
+            if "not running" in msg or "does not exist" in msg or "process already finished" in msg:
+                raise Conflict(f"container {cid} is not running")
+            raise BerthError(f"cannot kill container {cid}: {msg}")
+
+    async def delete(self, cid: str, force: bool = True) -> None:
+        rc, _out, err = await self._run("delete", *(["--force"] if force else []), cid)
+        if rc != 0:
+            msg = err.decode(errors="replace")
+            if "does not exist" not in msg:
+                raise BerthError(f"cannot delete container {cid} from the runtime: "
+                                 f"{_clean_runtime_message(msg)}")
+
+    async def pause(self, cid: str) -> None:
+        rc, _o, err = await self._run("pause", cid)
+        if rc != 0:
+            raise Conflict(_clean_runtime_message(err.decode(errors="replace")))
+
+    async def resume(self, cid: str) -> None:
+        rc, _o, err = await self._run("resume", cid)
+        if rc != 0:
+            raise Conflict(_clean_runtime_message(err.decode(errors="replace")))
+
+    async def state(self, cid: str) -> dict[str, object] | None:
+        rc, out, _err = await self._run("state", cid)
+        if rc != 0:
+            return None
+        return json.loads(out)
+
+    async def processes(self, cid: str) -> list[int]:
+        rc, out, err = await self._run("ps", "--format", "json", cid)
+        if rc != 0:
+            raise NotFound(_clean_runtime_message(err.decode(errors="replace")))
+        return list(json.loads(out) or [])
+
+    def exec_command(self, cid: str, process_json_path: str, *, detach: bool = False,
+                     tty: bool = False) -> list[str]:
+        """argv for `<runtime> exec` of a process spec; the caller owns its stdio."""
+        args = [*self._base(), "exec", "--process", process_json_path]
+        if detach:
+            args.append("--detach")
+        if tty:
+            args.append("--tty")
+        return [*args, cid]
+
+    def read_exit_code(self, cid: str) -> int | None:
+        try:
+            with open(self.exit_file(cid)) as f:
+                text = f.read().strip()
+        except FileNotFoundError:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            return None
+
+
+def _read_line(fd: int) -> bytes:
+    """conmon's first sync message; the pipe stays open for the container's life, so no EOF."""
+    buf = b""
+    while b"\n" not in buf:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ExitWatcher:
+    """Calls back once when a process (not necessarily our child) exits, via its pidfd."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._fds: dict[int, int] = {}
+
+    def watch(self, pid: int, callback: object) -> bool:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return False
+        self._fds[pid] = fd
+
+        def ready() -> None:
+            self._loop.remove_reader(fd)
+            os.close(fd)
+            self._fds.pop(pid, None)
+            try:  # reap it if it happens to be our child
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            callback()  # type: ignore[operator]
+
+        self._loop.add_reader(fd, ready)
+        return True
+
+
+def validate_runtime(name: str, path: str) -> RuntimeInfo:
+    if not os.path.exists(path):
+        raise InvalidParameter(f"unknown or invalid runtime name: {name} ({path} not found)")
+    return RuntimeInfo(name, path)

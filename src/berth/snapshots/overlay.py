@@ -1,0 +1,148 @@
+"""Overlay snapshotter: unpacked layers keyed by ChainID, and per-container writable layers.
+
+Layout under `<root>`:
+  <chain-hex>/diff   the layer's files (overlay form: whiteouts are char 0/0, opaque dirs xattr)
+  <chain-hex>/link   the short name of this layer in l/
+  l/<short>          symlink to ../<chain-hex>/diff; keeps mount options short (mount(2) caps
+                     options at one page: ~100 layers fit with short names, ~40 with full paths)
+  rw/<id>/upper, rw/<id>/work   a container's writable layer
+It returns mount specs and never mounts: the runtime does (see STYLE.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from berth.common.digest import sha256_bytes, split
+from berth.common.errors import InvalidParameter, NotFound
+
+from .tarapply import AppliedLayer, apply_layer
+
+
+@dataclass(frozen=True)
+class Mount:
+    type: str
+    source: str
+    options: list[str]
+
+
+class LayerStore:
+    """Layers are immutable once `apply` returns; a writable layer lives from `prepare` to
+    `remove_rw`. Removing a layer is only valid when nothing (image or container) uses it:
+    the image store keeps the references."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._links = os.path.join(root, "l")
+        self._rw = os.path.join(root, "rw")
+        self._empty = os.path.join(root, "empty")
+        for d in (self._links, self._rw, self._empty):
+            os.makedirs(d, exist_ok=True)
+
+    def _dir(self, chain_id: str) -> str:
+        return os.path.join(self.root, split(chain_id)[1])
+
+    def has(self, chain_id: str) -> bool:
+        return os.path.isdir(os.path.join(self._dir(chain_id), "diff"))
+
+    def diff_dir(self, chain_id: str) -> str:
+        return os.path.join(self._dir(chain_id), "diff")
+
+    def apply(self, parent: str | None, stream: BinaryIO,
+              expected_diff_id: str | None = None) -> tuple[str, AppliedLayer]:
+        """Unpack a layer tar on top of `parent` (a ChainID); returns (ChainID, what was applied).
+        The DiffID is verified before the layer becomes visible."""
+        tmp = os.path.join(self.root, "tmp-" + os.urandom(8).hex())
+        os.makedirs(os.path.join(tmp, "diff"))
+        try:
+            applied = apply_layer(stream, os.path.join(tmp, "diff"))
+            if expected_diff_id and applied.diff_id != expected_diff_id:
+                raise InvalidParameter(
+                    f"layer content does not match its DiffID: expected {expected_diff_id}, "
+                    f"got {applied.diff_id}")
+            chain_id = applied.diff_id if parent is None else sha256_bytes(
+                f"{parent} {applied.diff_id}".encode())
+            final = self._dir(chain_id)
+            if os.path.isdir(final):
+                shutil.rmtree(tmp)
+                return chain_id, applied
+            short = os.urandom(13).hex().upper()[:26]
+            with open(os.path.join(tmp, "link"), "w") as f:
+                f.write(short)
+            with open(os.path.join(tmp, "parent"), "w") as f:
+                f.write(parent or "")
+            os.symlink(os.path.join("..", split(chain_id)[1], "diff"), os.path.join(self._links, short))
+            os.rename(tmp, final)
+            return chain_id, applied
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _lower_chain(self, chain_id: str) -> list[str]:
+        """Short link paths, topmost layer first."""
+        out = []
+        cur: str | None = chain_id
+        while cur:
+            d = self._dir(cur)
+            try:
+                with open(os.path.join(d, "link")) as f:
+                    out.append(os.path.join(self._links, f.read().strip()))
+                with open(os.path.join(d, "parent")) as f:
+                    cur = f.read().strip() or None
+            except FileNotFoundError:
+                raise NotFound(f"layer {cur} is missing from the layer store") from None
+        return out
+
+    def prepare(self, key: str, parent: str | None) -> Mount:
+        """Create (or reuse) the writable layer `key` over `parent`; returns its overlay mount."""
+        rw = os.path.join(self._rw, key)
+        os.makedirs(os.path.join(rw, "upper"), exist_ok=True)
+        os.makedirs(os.path.join(rw, "work"), exist_ok=True)
+        return self.mount_spec(key, parent)
+
+    def mount_spec(self, key: str, parent: str | None) -> Mount:
+        rw = os.path.join(self._rw, key)
+        lowers = self._lower_chain(parent) if parent else [self._empty]
+        opts = [f"lowerdir={':'.join(lowers)}", f"upperdir={rw}/upper", f"workdir={rw}/work"]
+        if len(",".join(opts)) > 4000:
+            raise InvalidParameter(f"too many layers to mount ({len(lowers)})")
+        return Mount("overlay", "overlay", opts)
+
+    def upper_dir(self, key: str) -> str:
+        return os.path.join(self._rw, key, "upper")
+
+    def remove_rw(self, key: str) -> None:
+        shutil.rmtree(os.path.join(self._rw, key), ignore_errors=True)
+
+    def remove(self, chain_id: str) -> None:
+        d = self._dir(chain_id)
+        try:
+            with open(os.path.join(d, "link")) as f:
+                os.unlink(os.path.join(self._links, f.read().strip()))
+        except FileNotFoundError:
+            pass
+        # rename first so a crash never leaves a half-deleted layer that looks whole
+        trash = os.path.join(self.root, "tmp-rm-" + os.urandom(8).hex())
+        try:
+            os.rename(d, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def clean_tmp(self) -> None:
+        for name in os.listdir(self.root):
+            if name.startswith("tmp-"):
+                shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+
+    def disk_usage(self, chain_id: str) -> int:
+        total = 0
+        for dirpath, _dirs, files in os.walk(self.diff_dir(chain_id)):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, f)).st_size
+                except OSError:
+                    pass
+        return total

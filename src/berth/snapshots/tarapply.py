@@ -1,0 +1,778 @@
+"""Apply an image layer (a tar stream) onto an overlayfs layer directory, and write one back.
+
+Owns the conversion between the two whiteout forms (tar: `.wh.<name>` and `.wh..wh..opq`;
+overlay: a 0/0 char device and the `trusted.overlay.opaque` xattr), the DiffID of a layer (the
+sha256 of its uncompressed tar, to EOF) and the extraction safety rules.
+
+This module is the boundary between an untrusted archive and the host: it must never create,
+change or remove anything outside `dest`, and never follow a symlink while writing. Every path is
+opened component by component with O_NOFOLLOW from a descriptor of `dest`, so a symlink planted
+by the archive (or already in `dest`) in a parent position is refused instead of followed.
+"""
+
+from __future__ import annotations
+
+import bz2
+import errno
+import gzip
+import hashlib
+import importlib
+import io
+import lzma
+import os
+import shutil
+import stat
+import tarfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, cast
+
+from berth.common.errors import BerthError, InvalidParameter, SystemError_
+
+__all__ = [
+    "AppliedLayer",
+    "TarWriter",
+    "UnsafeArchive",
+    "apply_layer",
+    "open_decompressed",
+    "write_layer",
+]
+
+CHUNK = 1 << 20
+# tarfile's stream reader re-slices its buffer on every read; a buffer much larger than the
+# typical read (a 512-byte header) makes small files slow, a tiny one makes big files slow.
+_TAR_BUFSIZE = 64 * 1024
+_BLOCK = tarfile.BLOCKSIZE
+_DIR_CACHE = 256  # open directory descriptors kept between entries
+
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_META_PREFIX = ".wh..wh."
+WHITEOUT_OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+_OVERLAY_XATTR_PREFIX = "trusted.overlay."
+_PAX_XATTR_PREFIX = "SCHILY.xattr."
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# errors that mean the host is in trouble, not that the archive is bad
+_HOST_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE,
+                errno.ENFILE}
+
+
+class UnsafeArchive(InvalidParameter):
+    """The archive tried to write outside its root or through a symlink."""
+
+
+@dataclass(frozen=True)
+class AppliedLayer:
+    diff_id: str  # "sha256:<hex>" of the uncompressed tar stream, to EOF
+    size: int  # sum of the sizes of regular files, as docker reports a layer's size
+    tar_size: int  # bytes of uncompressed tar
+
+
+# --- decompression -------------------------------------------------------------------------------
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+_BZIP2_MAGIC = b"BZh"
+
+
+class _Prefixed(io.RawIOBase):
+    """`rest` with `head` (bytes already read from it to sniff the format) put back in front."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def _read_upto(stream: BinaryIO, n: int) -> bytes:
+    """Up to n bytes; a pipe may return fewer per read before EOF."""
+    parts: list[bytes] = []
+    got = 0
+    while got < n:
+        data = stream.read(n - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+def _zstd_reader(src: BinaryIO) -> BinaryIO:
+    # The PEP 784 API (stdlib from 3.14, backports.zstd before) first, then python-zstandard.
+    for name in ("compression.zstd", "backports.zstd"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        return cast(BinaryIO, mod.ZstdFile(src, "rb"))
+    try:
+        zstandard = importlib.import_module("zstandard")
+    except ImportError:
+        raise InvalidParameter(
+            "the stream is zstd-compressed but no zstd module is installed "
+            "(install backports.zstd or zstandard)") from None
+    return cast(BinaryIO, zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True))
+
+
+def _gzip_reader(src: BinaryIO) -> BinaryIO:
+    # isal's igzip decompresses several times faster than zlib; the bytes out are the same.
+    try:
+        igzip = importlib.import_module("isal.igzip")
+    except ImportError:
+        return cast(BinaryIO, gzip.GzipFile(fileobj=src, mode="rb"))
+    return cast(BinaryIO, igzip.GzipFile(fileobj=src, mode="rb"))
+
+
+def open_decompressed(stream: BinaryIO) -> BinaryIO:
+    """The uncompressed bytes of `stream`, which may be plain or gzip, zstd, xz or bzip2 compressed
+    (recognised by magic bytes, as docker does). Reads lazily; never holds the whole stream."""
+    head = _read_upto(stream, 6)
+    src = cast(BinaryIO, io.BufferedReader(_Prefixed(head, stream), CHUNK))
+    if head.startswith(_GZIP_MAGIC):
+        return _gzip_reader(src)
+    if head.startswith(_ZSTD_MAGIC):
+        return _zstd_reader(src)
+    if head.startswith(_XZ_MAGIC):
+        return cast(BinaryIO, lzma.LZMAFile(src, "rb"))
+    if head.startswith(_BZIP2_MAGIC) and len(head) > 3 and head[3:4] in b"123456789":
+        return cast(BinaryIO, bz2.BZ2File(src, "rb"))
+    return src
+
+
+class _Digesting:
+    """Counts and hashes what tarfile reads, and turns decompressor failures into a clean error."""
+
+    def __init__(self, src: BinaryIO) -> None:
+        self._src = src
+        self._hash = hashlib.sha256()
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._src.read(n)
+        except OSError as e:
+            if e.errno is not None:  # a real I/O error of the underlying stream
+                raise
+            raise InvalidParameter(f"layer stream is corrupt: {e}") from e
+        except (EOFError, ValueError, zlib.error, lzma.LZMAError) as e:
+            raise InvalidParameter(f"layer stream is corrupt or truncated: {e}") from e
+        except Exception as e:  # zstd modules have their own error classes
+            if isinstance(e, BerthError):
+                raise
+            raise InvalidParameter(f"layer stream is corrupt: {e}") from e
+        self._hash.update(data)
+        self.count += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+
+# --- extraction ----------------------------------------------------------------------------------
+
+
+def _clean(name: str, entry: str, what: str = "path") -> tuple[str, ...]:
+    """Components of a relative archive path with `.`/`..` resolved lexically; refuses a path
+    that is absolute or climbs above the root."""
+    if name.startswith("/"):
+        raise UnsafeArchive(f"unsafe archive entry {entry!r}: {what} {name!r} is absolute")
+    parts: list[str] = []
+    for comp in name.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if not parts:
+                raise UnsafeArchive(f"unsafe archive entry {entry!r}: {what} {name!r} leaves the root")
+            parts.pop()
+        else:
+            parts.append(comp)
+    return tuple(parts)
+
+
+def _mtime_ns(info: tarfile.TarInfo) -> int:
+    # A PAX mtime may carry nanoseconds; the float tarfile made of it cannot hold them all.
+    text = info.pax_headers.get("mtime")
+    if text:
+        whole, _, frac = text.partition(".")
+        try:
+            sec = int(whole)
+            ns = int((frac + "000000000")[:9]) if frac else 0
+            return sec * 1_000_000_000 - ns if whole.startswith("-") else sec * 1_000_000_000 + ns
+        except ValueError:
+            pass
+    return int(info.mtime) * 1_000_000_000
+
+
+def _pax_xattrs(info: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+    out = []
+    for key, value in info.pax_headers.items():
+        if key.startswith(_PAX_XATTR_PREFIX):
+            # tarfile decoded the raw value with surrogateescape: this restores the exact bytes
+            out.append((key[len(_PAX_XATTR_PREFIX):], value.encode("utf-8", "surrogateescape")))
+    return out
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """tarfile ends an archive quietly at a corrupt or cut-off header past the first; a layer
+    must not be applied half-way as if it were whole, so those become errors here."""
+
+    @classmethod
+    def fromtarfile(cls, tf: tarfile.TarFile) -> _StrictTarInfo:
+        try:
+            return cast(_StrictTarInfo, super().fromtarfile(tf))
+        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as e:  # type: ignore[attr-defined]
+            raise InvalidParameter(f"invalid layer tar: {e}") from None
+
+
+class _Extractor:
+    def __init__(self, dest: str) -> None:
+        self.root_fd = os.open(dest, _DIR_FLAGS)
+        # descriptors of directories already walked, by path components; () is the root
+        self._dirs: dict[tuple[str, ...], int] = {(): self.root_fd}
+        # non-directories written by this archive: the only valid hardlink targets
+        self._written: set[str] = set()
+        # directory mtimes are set last: creating their contents would change them again
+        self._dir_times: dict[tuple[str, ...], int] = {}
+        self.size = 0
+
+    def close(self) -> None:
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
+
+    # -- walking --
+
+    def _drop_cached(self, prefix: tuple[str, ...]) -> None:
+        n = len(prefix)
+        for key in [k for k in self._dirs if k and k[:n] == prefix]:
+            os.close(self._dirs.pop(key))
+
+    def _dir_fd(self, parts: tuple[str, ...], entry: str, create: bool = True) -> int:
+        """A descriptor of the directory `parts`, never following a symlink on the way; missing
+        directories are created as docker does (0755, root-owned)."""
+        # start from the deepest directory already open (iterative: paths may be very deep)
+        depth = len(parts)
+        while parts[:depth] not in self._dirs:
+            depth -= 1
+        fd = self._dirs[parts[:depth]]
+        for d in range(depth + 1, len(parts) + 1):
+            cached = parts[:d - 1] in self._dirs
+            try:
+                child = self._open_child(fd, parts[:d], entry, create)
+            finally:
+                if not cached:
+                    os.close(fd)  # an intermediate directory past the cache's size
+            fd = child
+            # the result is always cached (the caller does not close it); the intermediate
+            # ones only while the cache is small, so an absurdly deep path cannot exhaust fds
+            if d == len(parts) or len(self._dirs) < _DIR_CACHE:
+                self._dirs[parts[:d]] = fd
+        return fd
+
+    @staticmethod
+    def _open_child(parent: int, parts: tuple[str, ...], entry: str, create: bool) -> int:
+        name = parts[-1]
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise
+            os.mkdir(name, 0o755, dir_fd=parent)
+            os.chmod(name, 0o755, dir_fd=parent)  # mkdir applied the umask
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except OSError as e:
+            if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            st = os.lstat(name, dir_fd=parent)
+            where = "/".join(parts)
+            if stat.S_ISLNK(st.st_mode):
+                raise UnsafeArchive(
+                    f"unsafe archive entry {entry!r}: refusing to write through the symlink "
+                    f"{where!r}") from None
+            raise InvalidParameter(f"archive entry {entry!r}: {where!r} is not a directory") from None
+
+    def _remove(self, pfd: int, parts: tuple[str, ...]) -> None:
+        """Remove whatever is at `parts` (a directory with its contents) without following links."""
+        name = parts[-1]
+        try:
+            st = os.lstat(name, dir_fd=pfd)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            self._drop_cached(parts)
+            shutil.rmtree(name, dir_fd=pfd)
+        else:
+            os.unlink(name, dir_fd=pfd)
+
+    def _replacing(self, pfd: int, parts: tuple[str, ...], make: Callable[[], None]) -> None:
+        """Run `make()`; if the name is taken, remove the old entry and run it again (a later
+        entry replaces an earlier one, as in any tar)."""
+        try:
+            make()
+        except FileExistsError:
+            self._remove(pfd, parts)
+            make()
+
+    # -- metadata --
+
+    def _set_xattrs(self, target: int | str, xattrs: list[tuple[str, bytes]], entry: str) -> None:
+        for key, value in xattrs:
+            if key.startswith(_OVERLAY_XATTR_PREFIX):
+                # overlay metadata only ever comes from whiteout entries: a forged redirect,
+                # origin or metacopy xattr would make overlayfs look elsewhere
+                continue
+            try:
+                if isinstance(target, int):
+                    os.setxattr(target, key, value)
+                else:
+                    os.setxattr(target, key, value, follow_symlinks=False)
+            except OSError as e:
+                # docker too drops xattrs the filesystem or the file type cannot take
+                if key.startswith("security.") or e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP,
+                                                               errno.EPERM):
+                    continue
+                if e.errno in _HOST_ERRNOS:
+                    raise
+                raise InvalidParameter(f"archive entry {entry!r}: cannot set xattr {key!r}: "
+                                       f"{e.strerror}") from None
+
+    @staticmethod
+    def _proc_path(pfd: int, name: str) -> str:
+        # for xattrs of symlinks and device nodes, which have no safe descriptor to use
+        return f"/proc/self/fd/{pfd}/{name}"
+
+    # -- entries --
+
+    def apply(self, info: tarfile.TarInfo, tf: tarfile.TarFile) -> None:
+        entry = info.name
+        if len(self._dirs) > _DIR_CACHE:
+            self._drop_cached(())
+        parts = _clean(info.name, entry)
+        if not parts:
+            return  # the root's own entry: the layer directory is not the archive's to change
+        base = parts[-1]
+        if any(p.startswith(WHITEOUT_META_PREFIX) for p in parts):
+            if base == WHITEOUT_OPAQUE and not any(p.startswith(WHITEOUT_META_PREFIX) for p in parts[:-1]):
+                pfd = self._dir_fd(parts[:-1], entry)
+                os.setxattr(pfd, OPAQUE_XATTR, b"y")
+            # the rest (.wh..wh.plnk, .wh..wh.aufs) is aufs bookkeeping with no overlay meaning
+            return
+        if base.startswith(WHITEOUT_PREFIX):
+            self._whiteout(info, parts)
+            return
+        pfd = self._dir_fd(parts[:-1], entry)
+        path = "/".join(parts)
+        if info.isdir():
+            self._directory(info, pfd, parts)
+        elif info.isreg():
+            self._regular(info, tf, pfd, parts)
+        elif info.issym():
+            self._symlink(info, pfd, parts)
+        elif info.islnk():
+            self._hardlink(info, pfd, parts)
+        elif info.ischr() or info.isblk() or info.isfifo():
+            self._node(info, pfd, parts)
+        else:
+            raise InvalidParameter(f"archive entry {entry!r}: unsupported tar entry type {info.type!r}")
+        if not info.isdir():
+            self._written.add(path)
+
+    def _whiteout(self, info: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
+        hidden = parts[-1][len(WHITEOUT_PREFIX):]
+        if hidden in ("", ".", ".."):
+            raise UnsafeArchive(f"unsafe archive entry {info.name!r}: whiteout of {hidden!r}")
+        target = parts[:-1] + (hidden,)
+        pfd = self._dir_fd(parts[:-1], info.name)
+        # a whiteout replaces what a layer below (or an earlier apply into dest) left there
+        self._remove(pfd, target)
+        os.mknod(hidden, stat.S_IFCHR, 0, dir_fd=pfd)
+        os.chown(hidden, info.uid, info.gid, dir_fd=pfd, follow_symlinks=False)
+        # the entry's time, not the time of extraction: writing the layer back gives the same bytes
+        ns = _mtime_ns(info)
+        os.utime(hidden, ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
+
+    def _directory(self, info: tarfile.TarInfo, pfd: int, parts: tuple[str, ...]) -> None:
+        name = parts[-1]
+        try:
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(name, dir_fd=pfd).st_mode):
+                self._remove(pfd, parts)
+                os.mkdir(name, 0o700, dir_fd=pfd)
+            # an existing directory keeps its contents; only its metadata changes
+        fd = self._dir_fd(parts, info.name, create=False)
+        os.fchown(fd, info.uid, info.gid)
+        os.fchmod(fd, info.mode & 0o7777)
+        self._set_xattrs(fd, _pax_xattrs(info), info.name)
+        self._dir_times[parts] = _mtime_ns(info)
+
+    def _regular(self, info: tarfile.TarInfo, tf: tarfile.TarFile, pfd: int,
+                 parts: tuple[str, ...]) -> None:
+        name = parts[-1]
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, 0o600, dir_fd=pfd)
+        except FileExistsError:
+            self._remove(pfd, parts)
+            fd = os.open(name, flags, 0o600, dir_fd=pfd)
+        try:
+            if info.size:
+                src = tf.extractfile(info)
+                assert src is not None  # isreg() entries always have a reader
+                remaining = info.size
+                while remaining:
+                    data = src.read(min(CHUNK, remaining))
+                    if not data:
+                        raise InvalidParameter(f"archive entry {info.name!r} is truncated")
+                    remaining -= len(data)
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+            # chown before chmod (chown clears setuid bits) and before xattrs (it clears
+            # security.capability)
+            os.fchown(fd, info.uid, info.gid)
+            os.fchmod(fd, info.mode & 0o7777)
+            self._set_xattrs(fd, _pax_xattrs(info), info.name)
+            ns = _mtime_ns(info)
+            os.utime(fd, ns=(ns, ns))
+        finally:
+            os.close(fd)
+        self.size += info.size
+
+    def _symlink(self, info: tarfile.TarInfo, pfd: int, parts: tuple[str, ...]) -> None:
+        target = info.linkname
+        if not target:
+            raise InvalidParameter(f"archive entry {info.name!r}: symlink with an empty target")
+        if not target.startswith("/"):
+            # An absolute target is resolved inside the container's root at run time; a relative
+            # one that climbs out of the layer is only ever an attack (docker refuses it too).
+            try:
+                _clean("/".join(parts[:-1] + (target,)), info.name)
+            except UnsafeArchive:
+                raise UnsafeArchive(f"unsafe archive entry {info.name!r}: symlink target {target!r} "
+                                    f"leaves the root") from None
+        name = parts[-1]
+
+        def make() -> None:
+            os.symlink(target, name, dir_fd=pfd)
+        self._replacing(pfd, parts, make)
+        os.chown(name, info.uid, info.gid, dir_fd=pfd, follow_symlinks=False)
+        self._set_xattrs(self._proc_path(pfd, name), _pax_xattrs(info), info.name)
+        ns = _mtime_ns(info)
+        os.utime(name, ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
+
+    def _hardlink(self, info: tarfile.TarInfo, pfd: int, parts: tuple[str, ...]) -> None:
+        tparts = _clean(info.linkname, info.name, "hardlink target")
+        tpath = "/".join(tparts)
+        if not tparts or tpath not in self._written:
+            raise UnsafeArchive(f"unsafe archive entry {info.name!r}: hardlink target {info.linkname!r} "
+                                f"is not an earlier entry of this layer")
+        if tparts == parts:
+            return
+        name = parts[-1]
+
+        def make() -> None:
+            # looked up after any removal: the old entry may have held the target's directory
+            tpfd = self._dir_fd(tparts[:-1], info.name, create=False)
+            os.link(tparts[-1], name, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False)
+        try:
+            self._replacing(pfd, parts, make)
+        except FileNotFoundError:
+            raise InvalidParameter(f"archive entry {info.name!r}: hardlink target {info.linkname!r} "
+                                   f"no longer exists") from None
+
+    def _node(self, info: tarfile.TarInfo, pfd: int, parts: tuple[str, ...]) -> None:
+        kind = stat.S_IFCHR if info.ischr() else stat.S_IFBLK if info.isblk() else stat.S_IFIFO
+        dev = os.makedev(info.devmajor, info.devminor) if kind != stat.S_IFIFO else 0
+        name = parts[-1]
+
+        def make() -> None:
+            os.mknod(name, kind | 0o600, dev, dir_fd=pfd)
+        self._replacing(pfd, parts, make)
+        os.chown(name, info.uid, info.gid, dir_fd=pfd, follow_symlinks=False)
+        os.chmod(name, info.mode & 0o7777, dir_fd=pfd)  # just created by us: not a symlink
+        self._set_xattrs(self._proc_path(pfd, name), _pax_xattrs(info), info.name)
+        ns = _mtime_ns(info)
+        os.utime(name, ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
+
+    def finish(self) -> None:
+        for parts, ns in self._dir_times.items():
+            if len(self._dirs) > _DIR_CACHE:
+                self._drop_cached(())
+            # a later entry may have replaced the directory or a parent: then there is nothing to do
+            try:
+                pfd = self._dir_fd(parts[:-1], "/".join(parts), create=False)
+                if stat.S_ISDIR(os.lstat(parts[-1], dir_fd=pfd).st_mode):
+                    os.utime(parts[-1], ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
+            except (OSError, InvalidParameter):
+                continue
+
+
+def apply_layer(stream: BinaryIO, dest: str) -> AppliedLayer:
+    """Unpack one layer tar (plain, gzip or zstd) onto `dest` in overlay form.
+
+    Streams: file contents are copied in bounded chunks. Raises `UnsafeArchive` for any entry
+    that would escape `dest` or write through a symlink, `InvalidParameter` for a malformed
+    archive. On error `dest` is left partly written: the caller owns it and removes it."""
+    os.makedirs(dest, exist_ok=True)
+    src = _Digesting(open_decompressed(stream))
+    ex = _Extractor(dest)
+    try:
+        try:
+            tf = tarfile.open(fileobj=cast(BinaryIO, src), mode="r|", bufsize=_TAR_BUFSIZE,
+                              encoding="utf-8", errors="surrogateescape", tarinfo=_StrictTarInfo)
+        except tarfile.ReadError as e:
+            if src.count == 0:  # a zero-byte layer is an empty one
+                return AppliedLayer(diff_id=src.digest(), size=0, tar_size=0)
+            raise InvalidParameter(f"layer is not a tar archive: {e}") from None
+        with tf:
+            while True:
+                try:
+                    info = tf.next()
+                except tarfile.TarError as e:
+                    raise InvalidParameter(f"invalid layer tar: {e}") from None
+                if info is None:
+                    break
+                # stream mode still remembers every member; a big layer has hundreds of thousands
+                tf.members.clear()  # type: ignore[attr-defined]
+                try:
+                    ex.apply(info, tf)
+                except tarfile.TarError as e:
+                    raise InvalidParameter(f"invalid layer tar at {info.name!r}: {e}") from None
+                except OSError as e:
+                    if e.errno in _HOST_ERRNOS:
+                        raise SystemError_(f"cannot apply layer entry {info.name!r}: {e}") from e
+                    raise InvalidParameter(f"cannot apply layer entry {info.name!r}: {e.strerror}") from e
+            ex.finish()
+        # the DiffID covers everything up to EOF, including the end-of-archive blocks and padding
+        src.drain()
+    finally:
+        ex.close()
+    return AppliedLayer(diff_id=src.digest(), size=ex.size, tar_size=src.count)
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+class TarWriter:
+    """Writes a tar stream to a possibly non-seekable `out`: each header is written with its final
+    size, contents stream through in chunks. Counts and (optionally) hashes every byte written.
+    The end is two zero blocks with no record padding, as Go's archive/tar writes it."""
+
+    def __init__(self, out: BinaryIO, digest: bool = True) -> None:
+        self._out = out
+        self._hash = hashlib.sha256() if digest else None
+        self.written = 0
+
+    def _emit(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            n = self._out.write(view)
+            view = view[len(view) if n is None else n:]
+        if self._hash is not None:
+            self._hash.update(data)
+        self.written += len(data)
+
+    def add(self, info: tarfile.TarInfo, data: BinaryIO | None = None) -> None:
+        """Write `info`; for a regular file exactly `info.size` bytes are read from `data`."""
+        self._emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        if info.type not in tarfile.REGULAR_TYPES or not info.size:
+            return
+        if data is None:
+            raise ValueError(f"tar entry {info.name!r} needs its contents")
+        remaining = info.size
+        while remaining:
+            chunk = data.read(min(CHUNK, remaining))
+            if not chunk:
+                raise SystemError_(f"{info.name!r} ended {remaining} bytes early while being archived")
+            self._emit(chunk)
+            remaining -= len(chunk)
+        pad = -info.size % _BLOCK
+        if pad:
+            self._emit(bytes(pad))
+
+    def add_bytes(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mode = mode
+        info.mtime = 0
+        self.add(info, io.BytesIO(data))
+
+    def add_dir(self, name: str, mode: int = 0o755) -> None:
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.DIRTYPE
+        info.mode = mode
+        info.mtime = 0
+        self.add(info)
+
+    def close(self) -> str:
+        """Write the end-of-archive blocks; the sha256 digest of everything written ("" when
+        not hashing)."""
+        self._emit(bytes(2 * _BLOCK))
+        return "sha256:" + self._hash.hexdigest() if self._hash is not None else ""
+
+
+def _header(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid = st.st_uid
+    info.gid = st.st_gid
+    info.uname = info.gname = ""  # numeric ids only: names mean nothing inside the image
+    info.mtime = int(st.st_mtime)  # seconds, as docker writes layers
+    return info
+
+
+def _read_xattrs(path: str) -> dict[str, str]:
+    try:
+        keys = os.listxattr(path, follow_symlinks=False)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return {}
+        raise
+    out: dict[str, str] = {}
+    for key in sorted(keys):
+        # overlay's own xattrs are translated (opaque) or meaningless elsewhere (origin, impure);
+        # selinux labels belong to the host, not to the image
+        if key.startswith(_OVERLAY_XATTR_PREFIX) or key == "security.selinux":
+            continue
+        try:
+            value = os.getxattr(path, key, follow_symlinks=False)
+        except OSError:
+            continue
+        out[_PAX_XATTR_PREFIX + key] = value.decode("utf-8", "surrogateescape")
+    return out
+
+
+class _LayerWalker:
+    def __init__(self, tw: TarWriter) -> None:
+        self._tw = tw
+        self._links: dict[tuple[int, int], str] = {}  # (dev, inode) -> first name written
+
+    def walk_root(self, root: int) -> None:
+        if self._is_opaque(root):
+            self._opaque_marker("", os.fstat(root))
+        # an explicit stack, not recursion: a container can nest directories deeper than
+        # Python's recursion limit
+        stack: list[tuple[int, str, Iterator[str]]] = [(root, "", self._names(root))]
+        try:
+            while stack:
+                dfd, prefix, names = stack[-1]
+                name = next(names, None)
+                if name is None:
+                    stack.pop()
+                    if dfd != root:
+                        os.close(dfd)
+                    continue
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    self._entry(dfd, prefix, name, st)
+                    continue
+                rel = prefix + name
+                info = _header(rel, st)
+                info.type = tarfile.DIRTYPE
+                info.pax_headers = _read_xattrs(f"/proc/self/fd/{dfd}/{name}")
+                self._tw.add(info)
+                fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+                stack.append((fd, rel + "/", iter(())))
+                if self._is_opaque(fd):
+                    self._opaque_marker(rel + "/", st)
+                stack[-1] = (fd, rel + "/", self._names(fd))
+        finally:
+            for dfd, _, _ in stack:
+                if dfd != root:
+                    os.close(dfd)
+
+    @staticmethod
+    def _names(dfd: int) -> Iterator[str]:
+        with os.scandir(dfd) as it:
+            return iter(sorted((e.name for e in it), key=os.fsencode))
+
+    def _entry(self, dfd: int, prefix: str, name: str, st: os.stat_result) -> None:
+        """A non-directory."""
+        rel = prefix + name
+        mode = st.st_mode
+        proc = f"/proc/self/fd/{dfd}/{name}"
+        if stat.S_ISCHR(mode) and st.st_rdev == 0:
+            # overlay whiteout -> an empty `.wh.<name>` file (overlay may share one whiteout inode
+            # between many names, so these never become hardlinks)
+            info = _header(prefix + WHITEOUT_PREFIX + name, st)
+            self._tw.add(info)
+            return
+        if stat.S_ISSOCK(mode):
+            return  # sockets cannot be archived; docker skips them too
+        info = _header(rel, st)
+        if st.st_nlink > 1:
+            first = self._links.get((st.st_dev, st.st_ino))
+            if first is not None:
+                info.type = tarfile.LNKTYPE
+                info.linkname = first
+                self._tw.add(info)
+                return
+            self._links[(st.st_dev, st.st_ino)] = rel
+        info.pax_headers = _read_xattrs(proc)
+        if stat.S_ISREG(mode):
+            info.size = st.st_size
+            # O_NONBLOCK: should a running container swap the file for a FIFO, do not hang
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+            with open(fd, "rb", buffering=0) as f:
+                now = os.fstat(fd)
+                if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev) or not stat.S_ISREG(now.st_mode):
+                    raise SystemError_(f"{rel!r} changed while being archived")
+                self._tw.add(info, cast(BinaryIO, f))
+        elif stat.S_ISLNK(mode):
+            info.type = tarfile.SYMTYPE
+            info.linkname = os.readlink(name, dir_fd=dfd)
+            self._tw.add(info)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            info.devmajor = os.major(st.st_rdev)
+            info.devminor = os.minor(st.st_rdev)
+            self._tw.add(info)
+        elif stat.S_ISFIFO(mode):
+            info.type = tarfile.FIFOTYPE
+            self._tw.add(info)
+
+    @staticmethod
+    def _is_opaque(fd: int) -> bool:
+        try:
+            return os.getxattr(fd, OPAQUE_XATTR) == b"y"
+        except OSError:
+            return False
+
+    def _opaque_marker(self, prefix: str, st: os.stat_result) -> None:
+        info = _header(prefix + WHITEOUT_OPAQUE, st)
+        info.mode = stat.S_IMODE(st.st_mode) & 0o777
+        self._tw.add(info)
+
+
+def write_layer(upper_dir: str, out: BinaryIO) -> str:
+    """Tar `upper_dir` (an overlay upper or layer directory) into `out` in image-layer form:
+    sorted, numeric owners, whiteouts and opaque directories in their `.wh.` tar form,
+    hardlinks by inode, xattrs as PAX records. Returns the DiffID of what was written."""
+    tw = TarWriter(out)
+    root = os.open(upper_dir, _DIR_FLAGS)
+    try:
+        _LayerWalker(tw).walk_root(root)
+    finally:
+        os.close(root)
+    return tw.close()
