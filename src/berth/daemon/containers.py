@@ -19,7 +19,7 @@ from typing import Any
 
 from berth.common import reference
 from berth.common.db import Database
-from berth.common.errors import Conflict, InvalidParameter, NotFound, NotModified
+from berth.common.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
 from berth.common.ids import generate_name, new_id, valid_name
 from berth.images.store import ImageStore
 from berth.runtime import mount as mounts
@@ -187,7 +187,15 @@ class ContainerService:
                 raise NotModified("container already started")
             if c.state["Status"] == "removing":
                 raise Conflict(f"container {c.id} is marked for removal and cannot be started")
-            await self._start(c)
+            try:
+                await self._start(c)
+                return
+            except BerthError as e:
+                error = e
+        # dockerd removes an AutoRemove container whose start failed; `run --rm` waits for it.
+        if c.host_config.get("AutoRemove"):
+            await self.remove(c.id, force=True)
+        raise error
 
     async def _start(self, c: Container) -> None:
         runtime = self.runtimes[c.runtime]

@@ -7,7 +7,15 @@ from collections.abc import Callable
 
 from berth.common.errors import BerthError, NotFound
 
-from .server import Handler, HijackResponse, Request, Response, StreamResponse, error_response, set_api_headers
+from .server import (
+    Handler,
+    HijackResponse,
+    Request,
+    Response,
+    StreamResponse,
+    error_response,
+    set_api_headers,
+)
 
 API_VERSION = "1.45"
 MIN_API_VERSION = "1.24"

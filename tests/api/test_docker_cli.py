@@ -1,0 +1,140 @@
+"""The real docker CLI (28.x) against berthd: the engine-core acceptance flows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from ..conftest import Daemon, docker_cli
+
+DOCKER = docker_cli()
+pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")
+
+
+def docker(d: Daemon, *args: str, input: bytes | None = None, check: bool = True,
+           timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, DOCKER_HOST=d.host)
+    env.pop("DOCKER_CONTEXT", None)
+    p = subprocess.run([DOCKER or "docker", *args], input=input, capture_output=True, env=env,
+                       timeout=timeout)
+    out = subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(errors="replace"),
+                                      p.stderr.decode(errors="replace"))
+    if check and out.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} -> {out.returncode}: {out.stderr}")
+    return out
+
+
+@pytest.fixture
+def name() -> str:
+    return f"dcli-{uuid.uuid4().hex[:8]}"
+
+
+def test_run_rm_prints_output(berthd: Daemon) -> None:
+    out = docker(berthd, "run", "--rm", "busybox", "echo", "hi")
+    assert out.stdout == "hi\n"
+    # --rm: nothing is left behind
+    assert "busybox" not in docker(berthd, "ps", "-a", "--format", "{{.Image}}").stdout
+
+
+def test_run_exit_codes(berthd: Daemon) -> None:
+    assert docker(berthd, "run", "--rm", "busybox", "sh", "-c", "exit 3", check=False).returncode == 3
+    missing = docker(berthd, "run", "--rm", "busybox", "/no/such/binary", check=False)
+    assert missing.returncode == 127, missing.stderr
+    noimage = docker(berthd, "run", "--rm", "nosuchimage:1", "true", check=False)
+    assert noimage.returncode == 125
+    assert "Unable to find image 'nosuchimage:1' locally" in noimage.stderr
+
+
+def test_detached_lifecycle_keeps_writable_layer(berthd: Daemon, name: str) -> None:
+    cid = docker(berthd, "run", "-d", "--name", name, "busybox", "sleep", "1000").stdout.strip()
+    try:
+        assert len(cid) == 64
+        ps = docker(berthd, "ps", "--format", "{{.Names}} {{.Status}}").stdout
+        assert f"{name} Up" in ps
+        ls = docker(berthd, "exec", name, "ls", "/")
+        assert {"bin", "etc", "proc", "tmp"} <= set(ls.stdout.split())
+        docker(berthd, "exec", name, "sh", "-c", "echo kept > /root/state")
+        assert docker(berthd, "exec", name, "sh", "-c", "exit 7", check=False).returncode == 7
+        docker(berthd, "stop", "-t", "1", name)
+        assert docker(berthd, "inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "false"
+        docker(berthd, "start", name)
+        assert docker(berthd, "exec", name, "cat", "/root/state").stdout == "kept\n"
+    finally:
+        docker(berthd, "rm", "-f", name)
+    assert name not in docker(berthd, "ps", "-a", "--format", "{{.Names}}").stdout
+
+
+def test_images_save_load_keeps_id(berthd: Daemon, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    before = docker(berthd, "images", "--no-trunc", "-q", "busybox:latest").stdout.strip()
+    assert before.startswith("sha256:")
+    out = tmp_path / "bb.tar"
+    docker(berthd, "save", "-o", str(out), "busybox")
+    tag = f"dcli-{uuid.uuid4().hex[:6]}:x"
+    docker(berthd, "tag", "busybox", tag)
+    docker(berthd, "rmi", tag)
+    loaded = docker(berthd, "load", "-i", str(out))
+    assert "Loaded image: busybox:latest" in loaded.stdout
+    assert docker(berthd, "images", "--no-trunc", "-q", "busybox:latest").stdout.strip() == before
+    table = docker(berthd, "images").stdout.splitlines()
+    assert table[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert any(line.split()[:3] == ["busybox", "latest", before[7:19]] for line in table[1:])
+
+
+def test_rmi_of_used_image_is_refused(berthd: Daemon, name: str) -> None:
+    image_id = docker(berthd, "images", "--no-trunc", "-q", "busybox:latest").stdout.strip()
+    docker(berthd, "run", "-d", "--name", name, "busybox", "sleep", "1000")
+    try:
+        out = docker(berthd, "rmi", "busybox", check=False)
+        assert out.returncode == 1
+        assert "conflict: unable to remove repository reference" in out.stderr
+        status, body = berthd.request("DELETE", f"/images/{image_id}")
+        assert status == 409 and b"being used by running container" in body
+        # a second tag is just untagged, as dockerd does
+        tag = f"dcli-{uuid.uuid4().hex[:6]}:used"
+        docker(berthd, "tag", "busybox", tag)
+        assert docker(berthd, "rmi", tag).stdout == f"Untagged: {tag}\n"
+    finally:
+        docker(berthd, "rm", "-f", name)
+    assert docker(berthd, "images", "-q", "busybox").stdout.strip() == image_id[7:19]
+
+
+def test_logs_and_inspect(berthd: Daemon, name: str) -> None:
+    docker(berthd, "run", "--name", name, "busybox", "sh", "-c", "echo one; echo two >&2; echo three")
+    try:
+        # stdout and stderr are separate pipes, so only the order within each stream is defined
+        logs = docker(berthd, "logs", name)
+        assert logs.stdout == "one\nthree\n" and logs.stderr == "two\n"
+        stamped = docker(berthd, "logs", "-t", name).stdout.splitlines()[0]
+        assert stamped.endswith("Z one") and stamped[4] == "-"
+        assert docker(berthd, "inspect", "-f", "{{.State.ExitCode}} {{.Path}} {{json .Args}}",
+                      name).stdout.strip() == '0 sh ["-c","echo one; echo two >&2; echo three"]'
+    finally:
+        docker(berthd, "rm", name)
+    docker(berthd, "run", "--name", name, "busybox", "sh", "-c", "for i in 1 2 3 4; do echo $i; done")
+    try:
+        assert docker(berthd, "logs", "--tail", "2", name).stdout == "3\n4\n"
+    finally:
+        docker(berthd, "rm", name)
+
+
+def test_entrypoint_and_cmd_semantics(berthd: Daemon) -> None:
+    # arguments to run replace CMD; --entrypoint resets CMD
+    assert docker(berthd, "run", "--rm", "--entrypoint", "echo", "busybox").stdout == "\n"
+    assert docker(berthd, "run", "--rm", "--entrypoint", "echo", "busybox", "a", "b").stdout == "a b\n"
+    out = docker(berthd, "run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "-u", "nobody", "--hostname", "h1",
+                 "busybox", "sh", "-c", 'echo $FOO $(pwd) $(id -u) $(hostname)')
+    assert out.stdout == "bar /tmp 65534 h1\n"
+
+
+def test_rm_running_needs_force(berthd: Daemon, name: str) -> None:
+    docker(berthd, "run", "-d", "--name", name, "busybox", "sleep", "1000")
+    try:
+        out = docker(berthd, "rm", name, check=False)
+        assert out.returncode == 1 and "cannot remove a running container" in out.stderr.lower()
+        dup = docker(berthd, "run", "-d", "--name", name, "busybox", "true", check=False)
+        assert dup.returncode == 125 and "is already in use" in dup.stderr
+    finally:
+        docker(berthd, "rm", "-f", name)
