@@ -19,7 +19,7 @@ deps:
 	fi
 
 $(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
+	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e .
 	touch $@

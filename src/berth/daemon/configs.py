@@ -50,6 +50,7 @@ def normalize_host_config(hc: Any) -> dict[str, Any]:
     if out.get("AutoRemove") and name != "no":
         raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
     out["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(rp.get("MaximumRetryCount") or 0)}
+    out["LogConfig"] = _log_config(out.get("LogConfig"))
     for key in ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota",
                 "CpuPeriod", "ShmSize", "BlkioWeight", "OomScoreAdj"):
         val = out.get(key)
@@ -60,6 +61,25 @@ def normalize_host_config(hc: Any) -> dict[str, Any]:
     if out.get("NanoCpus") and (out.get("CpuQuota") or out.get("CpuPeriod")):
         raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period cannot both be set")
     return out
+
+
+# The drivers whose semantics berth gives (conmon writes the file; `none` keeps `logs` from
+# reading it); an empty type means the default, as in dockerd.
+LOG_DRIVERS = ("json-file", "local", "none")
+
+
+def _log_config(lc: Any) -> dict[str, Any]:
+    if lc is None:
+        lc = {}
+    if not isinstance(lc, dict):
+        raise InvalidParameter("LogConfig must be an object")
+    typ = lc.get("Type") or "json-file"
+    if typ not in LOG_DRIVERS:
+        raise InvalidParameter(f'error looking up logging plugin {typ}: plugin "{typ}" not found')
+    opts = lc.get("Config") or {}
+    if not isinstance(opts, dict):
+        raise InvalidParameter("LogConfig.Config must be an object")
+    return {"Type": typ, "Config": {str(k): str(v) for k, v in opts.items()}}
 
 
 def networks_for(hc: dict[str, Any]) -> dict[str, Any]:

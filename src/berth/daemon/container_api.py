@@ -13,7 +13,7 @@ from berth.api.http.server import RawStream
 from berth.api.http.streams import frame
 from berth.api.routes.containers import AttachOptions, LogOptions, Output
 from berth.common import reference
-from berth.common.errors import Conflict, InvalidParameter, NotFound
+from berth.common.errors import Conflict, InvalidParameter, NotFound, NotImplementedYet
 from berth.runtime.logs import LogReader, LogRecord, docker_timestamp
 
 from .containers import ContainerService
@@ -153,11 +153,14 @@ class ContainerAPI:
     def _records(self, c: Container, opts: LogOptions) -> tuple[list[LogRecord], int, LogReader]:
         reader = LogReader(self.svc.log_path(c))
         streams = tuple(s for s, on in (("stdout", opts.stdout), ("stderr", opts.stderr)) if on)
-        records, offset = reader.read(since=opts.since, until=opts.until, tail=opts.tail, streams=streams)
+        records, offset = reader.read(since=opts.since, until=opts.until, tail=opts.tail, streams=streams,
+                                      flush=not c.running)
         return records, offset, reader
 
     def logs(self, ref: str, opts: LogOptions) -> tuple[bool, Output]:
         c = self.svc.get(ref)
+        if (c.host_config.get("LogConfig") or {}).get("Type") == "none":
+            raise NotImplementedYet("configured logging driver does not support reading")
         records, offset, reader = self._records(c, opts)
         streams = tuple(s for s, on in (("stdout", opts.stdout), ("stderr", opts.stderr)) if on)
 
@@ -171,8 +174,9 @@ class ContainerAPI:
             for r in records:
                 yield shape(r)
             if opts.follow and c.running:
-                async for r in reader.follow(offset, c.exited, streams=streams, until=opts.until):
-                    yield shape(r)
+                with c.following():
+                    async for r in reader.follow(offset, c.exited, streams=streams, until=opts.until):
+                        yield shape(r)
 
         return c.tty, gen()
 
@@ -196,13 +200,14 @@ class ContainerAPI:
             if want_stdin:
                 asyncio.get_running_loop().create_task(_forward_stdin(c, attach_sock, stream))
             if opts.logs:
-                records, _ = reader.read(streams=streams)
+                records, _ = reader.read(streams=streams, flush=not c.running)
                 for r in records:
                     await stream.write(r.data if tty else frame(_STREAM[r.stream], r.data))
             if not opts.stream:
                 return
-            async for r in reader.follow(start_offset, c.exited, streams=streams):
-                await stream.write(r.data if tty else frame(_STREAM[r.stream], r.data))
+            with c.following():
+                async for r in reader.follow(start_offset, c.exited, streams=streams):
+                    await stream.write(r.data if tty else frame(_STREAM[r.stream], r.data))
 
         return tty, run
 

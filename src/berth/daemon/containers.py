@@ -14,7 +14,7 @@ import os
 import shutil
 import signal as signals
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from berth.common import reference
@@ -71,6 +71,8 @@ class ContainerService:
         self._by_id: dict[str, Container] = {}
         self._names: dict[str, str] = {}
         self._watcher: ExitWatcher | None = None
+        self._cleanups: dict[str, asyncio.Task[None]] = {}
+        self._restarts: dict[str, asyncio.Task[None]] = {}
         db.ensure_schema(SCHEMA)
 
     # --- ContainerUsage, for the image store -----------------------------------------------
@@ -187,6 +189,7 @@ class ContainerService:
                 raise NotModified("container already started")
             if c.state["Status"] == "removing":
                 raise Conflict(f"container {c.id} is marked for removal and cannot be started")
+            c.stopped_by_user = False
             try:
                 await self._start(c)
                 return
@@ -210,7 +213,11 @@ class ContainerService:
             with open(tmp, "w") as f:
                 json.dump(spec, f)
             os.rename(tmp, os.path.join(cdir, "config.json"))
-            await runtime.delete(c.id)  # a leftover from a crash would make create fail
+            pending = self._cleanups.get(c.id)
+            if pending is not None:
+                await pending
+            if runtime.has_state(c.id):  # a leftover from a crash would make create fail
+                await self._runtime_cleanup(c)
             created = await runtime.create(c.id, cdir, self.log_path(c), tty=c.tty,
                                            stdin=bool(c.config.get("OpenStdin")),
                                            stdin_once=bool(c.config.get("StdinOnce")))
@@ -257,26 +264,77 @@ class ContainerService:
             if code is None:
                 code = 255
             oom = os.path.exists(os.path.join(self.dir(c), "oom"))
-            await self._cleanup_after_exit(c)
+            await self._cleanup_after_exit(c, background=True)
             c.conmon_pid = 0
-            c.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
-                           ExitCode=code, OOMKilled=oom, FinishedAt=now_rfc3339())
+            delay = self._restart_delay(c, code)
+            # Restarting counts as running (rm, stop and kill treat it so), as in dockerd.
+            c.state.update(Status="exited" if delay is None else "restarting", Running=delay is not None,
+                           Paused=False, Restarting=delay is not None, Pid=0, ExitCode=code, OOMKilled=oom,
+                           FinishedAt=now_rfc3339())
             self._save(c)
         if oom:
             self._event(c, "oom")
         self._event(c, "die", exitCode=str(code))
         c.exited.set()
+        if delay is not None:
+            self._restarts[c.id] = asyncio.get_running_loop().create_task(self._restart_later(c, delay))
+            return
         if c.host_config.get("AutoRemove"):
             try:
                 await self.remove(c.id, force=True, volumes=True)
             except NotFound:
                 pass
 
-    async def _cleanup_after_exit(self, c: Container) -> None:
-        try:
-            await self.runtimes[c.runtime].delete(c.id)
-        except Exception as e:  # noqa: BLE001 - cleanup must go on; the error is logged
-            log.warning("runtime delete of %s failed: %s", c.id[:12], e)
+    def _restart_delay(self, c: Container, code: int) -> float | None:
+        """Seconds until the restart policy starts `c` again, or None to leave it exited.
+        dockerd's backoff: 100 ms, doubled per restart up to a minute, reset after a 10 s run."""
+        policy = c.host_config.get("RestartPolicy") or {}
+        name = policy.get("Name") or "no"
+        if name == "no" or c.stopped_by_user or c.state["Status"] == "removing":
+            return None
+        if name == "on-failure":
+            limit = int(policy.get("MaximumRetryCount") or 0)
+            if code == 0 or (limit and c.restart_count >= limit):
+                return None
+        ran = time.time() - self.started_at(c)
+        c.restart_delay = 0.1 if ran >= 10 or not c.restart_delay else min(c.restart_delay * 2, 60.0)
+        return c.restart_delay
+
+    async def _restart_later(self, c: Container, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with c.busy:
+            if self._restarts.get(c.id) is not asyncio.current_task():
+                return
+            del self._restarts[c.id]
+            c.restart_count += 1
+            try:
+                await self._start(c)
+            except BerthError as e:
+                log.warning("restart of %s failed: %s", c.id[:12], e.message)
+                c.state.update(Status="exited", Running=False, Restarting=False)
+                self._save(c)
+                c.exited.set()
+
+    def _cancel_restart(self, c: Container) -> bool:
+        """Leave a container that waits for its policy's restart exited; False if none waits."""
+        task = self._restarts.pop(c.id, None)
+        if task is None:
+            return False
+        task.cancel()
+        c.state.update(Status="exited", Running=False, Restarting=False)
+        self._save(c)
+        return True
+
+    async def _cleanup_after_exit(self, c: Container, background: bool = False) -> None:
+        """Release what a stopped container held. `runc delete` (cgroups, runtime state) may go on
+        in the background: nothing waits for it but the next start, which joins it."""
+        pending = self._cleanups.get(c.id)
+        if pending is None or pending.done():
+            pending = asyncio.get_running_loop().create_task(self._runtime_cleanup(c))
+            self._cleanups[c.id] = pending
+            pending.add_done_callback(self._forget_cleanup(c.id))
+        if not background:
+            await pending
         try:
             mounts.unmount(self.rootfs(c))
         except OSError as e:
@@ -286,20 +344,49 @@ class ContainerService:
         except FileNotFoundError:
             pass
 
+    def _forget_cleanup(self, cid: str) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            if self._cleanups.get(cid) is task:
+                del self._cleanups[cid]
+        return done
+
+    async def _runtime_cleanup(self, c: Container) -> None:
+        runtime = self.runtimes[c.runtime]
+        if not runtime.has_state(c.id):
+            return
+        try:
+            await runtime.delete(c.id)
+        except Exception as e:  # noqa: BLE001 - cleanup must go on; the error is logged
+            log.warning("runtime delete of %s failed: %s", c.id[:12], e)
+
     # --- stop / kill / restart --------------------------------------------------------------
     async def kill(self, ref: str, signal: str | None = None) -> None:
         c = self.get(ref)
         sig = parse_signal(signal, signals.SIGKILL)
         if not c.running:
             raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        # As dockerd: SIGKILL or the stop signal (any signal, if none is set) ends restarts.
+        stop_signal = c.config.get("StopSignal")
+        if not stop_signal or sig in (signals.SIGKILL, parse_signal(stop_signal)):
+            c.stopped_by_user = True
+        if self._cancel_restart(c):
+            return
         await self.runtimes[c.runtime].kill(c.id, sig)
         self._event(c, "kill", signal=str(sig))
+        if sig == signals.SIGKILL:
+            # dockerd's kill without a signal returns once the container is down
+            try:
+                await asyncio.wait_for(c.exited.wait(), 10)
+            except TimeoutError:
+                log.warning("container %s still running 10 s after SIGKILL", c.id[:12])
 
     async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         c = self.get(ref)
         if not c.running:
             raise NotModified("container already stopped")
-        await self._stop(c, timeout, signal)
+        c.stopped_by_user = True
+        if not self._cancel_restart(c):
+            await self._stop(c, timeout, signal)
         self._event(c, "stop")
 
     async def _stop(self, c: Container, timeout: int | None, signal: str | None = None) -> None:
@@ -329,19 +416,23 @@ class ContainerService:
 
     async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         c = self.get(ref)
-        if c.running:
+        c.stopped_by_user = True
+        if c.running and not self._cancel_restart(c):
             await self._stop(c, timeout, signal)
         async with c.busy:
+            c.stopped_by_user = False
             await self._start(c)
         self._event(c, "restart")
 
     # --- remove ----------------------------------------------------------------------------
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
-        if c.running:
-            if not force:
-                raise Conflict(f"You cannot remove a running container {c.id}. Stop the container "
-                               "before attempting removal or force remove")
+        if c.running and not force:
+            state = "restarting" if c.state["Restarting"] else "running"
+            raise Conflict(f"You cannot remove a {state} container {c.id}. Stop the container "
+                           "before attempting removal or force remove")
+        c.stopped_by_user = True
+        if c.running and not self._cancel_restart(c):
             await self.runtimes[c.runtime].kill(c.id, signals.SIGKILL)
             self._event(c, "kill", signal=str(int(signals.SIGKILL)))
             await c.exited.wait()
@@ -350,7 +441,13 @@ class ContainerService:
         if c.state["Status"] == "removing":
             raise Conflict(f"removal of container {c.id[:12]} is already in progress")
         c.state["Status"] = "removing"
-        await self._cleanup_after_exit(c)
+        if c.followers:
+            # let attached clients read the last of the log before it is deleted
+            try:
+                await asyncio.wait_for(c.followers_gone.wait(), 5)
+            except TimeoutError:
+                log.warning("removing %s while %d log readers are still attached", c.id[:12], c.followers)
+        await self._cleanup_after_exit(c, background=True)
         self.layers.remove_rw(c.id)
         shutil.rmtree(self.dir(c), ignore_errors=True)
         with self.db.tx() as tx:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,10 +76,17 @@ class Container:
     conmon_pid: int = 0
     runtime: str = "runc"
     networks: dict[str, Any] = field(default_factory=dict)
+    # Not persisted: set by stop/kill so the restart policy leaves the container down; the
+    # backoff of the next automatic restart.
+    stopped_by_user: bool = field(default=False, repr=False)
+    restart_delay: float = field(default=0.0, repr=False)
     # Not persisted: wakes waiters and log followers.
     exited: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     removed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     busy: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    # Streams following the log (attach, logs -f); removal waits for them to read the end.
+    followers: int = field(default=0, repr=False)
+    followers_gone: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     PERSISTED = ("id", "name", "created", "image", "image_id", "top_chain", "path", "args", "config",
                  "host_config", "state", "restart_count", "conmon_pid", "runtime", "networks")
@@ -88,6 +97,17 @@ class Container:
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> Container:
         return cls(**{k: rec[k] for k in cls.PERSISTED if k in rec})
+
+    @contextlib.contextmanager
+    def following(self) -> Iterator[None]:
+        self.followers += 1
+        self.followers_gone.clear()
+        try:
+            yield
+        finally:
+            self.followers -= 1
+            if self.followers == 0:
+                self.followers_gone.set()
 
     @property
     def running(self) -> bool:

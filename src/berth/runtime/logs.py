@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,20 +51,37 @@ def docker_timestamp(ts: str) -> str:
     return ts[:-6] + "Z" if ts.endswith("+00:00") else ts
 
 
-def _parse_lines(lines: Iterator[bytes]) -> Iterator[LogRecord]:
-    partial: dict[str, bytes] = {}
-    for raw in lines:
+def _parse(data: bytes, flush: bool) -> tuple[list[LogRecord], int]:
+    """The records in `data` and how many of its bytes they used up. A line still being
+    written, and a partial (`P`) line whose rest has not come, are left for the next read;
+    with `flush` (the container has stopped) the partial line is a record of its own, without
+    a newline, as docker shows output that did not end in one."""
+    records: list[LogRecord] = []
+    partial: dict[str, LogRecord] = {}
+    pos = used = n_used = 0
+    for raw in data.splitlines(keepends=True):
         if not raw.endswith(b"\n"):
-            return  # an incomplete record: conmon is still writing it
+            break  # an incomplete record: conmon is still writing it
+        pos += len(raw)
         parts = raw[:-1].split(b" ", 3)
-        if len(parts) < 3:
-            continue
-        ts, stream, tag = parts[0].decode(), parts[1].decode(), parts[2]
-        content = parts[3] if len(parts) > 3 else b""
-        if tag == b"P":
-            partial[stream] = partial.get(stream, b"") + content
-            continue
-        yield LogRecord(stream, ts, partial.pop(stream, b"") + content + b"\n")
+        if len(parts) >= 3:
+            ts, stream, tag = parts[0].decode(), parts[1].decode(), parts[2]
+            content = parts[3] if len(parts) > 3 else b""
+            head = partial.pop(stream, None)
+            if head is not None:
+                ts, content = head.timestamp, head.data + content
+            if tag == b"P":
+                partial[stream] = LogRecord(stream, ts, content)
+            else:
+                records.append(LogRecord(stream, ts, content + b"\n"))
+        if not partial:
+            used, n_used = pos, len(records)
+    if not partial:
+        return records, used
+    if flush:
+        return records + list(partial.values()), pos
+    # What follows the first open partial line is read again, with its rest, next time.
+    return records[:n_used], used
 
 
 class LogReader:
@@ -72,8 +89,10 @@ class LogReader:
         self.path = path
 
     def read(self, *, since: float = 0, until: float = 0, tail: int = -1,
-             streams: tuple[str, ...] = ("stdout", "stderr"), offset: int = 0) -> tuple[list[LogRecord], int]:
-        """Records in the file from `offset`; returns them and the offset after the last whole one."""
+             streams: tuple[str, ...] = ("stdout", "stderr"), offset: int = 0,
+             flush: bool = False) -> tuple[list[LogRecord], int]:
+        """Records in the file from `offset`; returns them and the offset after the last whole one.
+        `flush`: the writer has stopped, so a trailing partial line is a record too."""
         try:
             f = open(self.path, "rb")
         except FileNotFoundError:
@@ -81,9 +100,8 @@ class LogReader:
         with f:
             f.seek(offset)
             data = f.read()
-        end = data.rfind(b"\n") + 1
-        records = [r for r in _parse_lines(iter(data[:end].splitlines(keepends=True)))
-                   if r.stream in streams]
+        records, end = _parse(data, flush)
+        records = [r for r in records if r.stream in streams]
         if since or until:
             records = [r for r in records if (not since or parse_time(r.timestamp) > since)
                        and (not until or parse_time(r.timestamp) <= until)]
@@ -104,7 +122,7 @@ class LogReader:
         wakes at once when the container stops, so the last lines are never late."""
         while True:
             done = stopped.is_set()
-            records, offset = self.read(offset=offset, streams=streams, until=until)
+            records, offset = self.read(offset=offset, streams=streams, until=until, flush=done)
             for r in records:
                 yield r
             if done:

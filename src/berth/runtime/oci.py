@@ -85,6 +85,10 @@ class OCIRuntime:
         assert proc.returncode is not None
         return proc.returncode, out, err
 
+    def has_state(self, cid: str) -> bool:
+        """Whether the runtime still holds state for `cid` (created and not yet deleted)."""
+        return os.path.isdir(os.path.join(self.state_root, cid))
+
     def exit_file(self, cid: str) -> str:
         return os.path.join(self.exit_dir, cid)
 
@@ -106,7 +110,9 @@ class OCIRuntime:
                 "-p", os.path.join(bundle, "pid"), "-P", os.path.join(bundle, "conmon.pid"),
                 "--exit-dir", self.exit_dir, "--persist-dir", bundle,
                 "-l", f"k8s-file:{log_path}", "--full-attach", "--socket-dir-path", bundle,
-                "--runtime-arg", f"--root={self.state_root}", "--log-level", "error"]
+                "--runtime-arg", f"--root={self.state_root}", "--log-level", "error",
+                # docker does not fsync container logs either; an fsync per exit is ms on ext4
+                "--no-sync-log"]
         if log_size_max:
             args += ["--log-size-max", str(log_size_max)]
         if tty:
@@ -151,9 +157,42 @@ class OCIRuntime:
         return Created(child, conmon_pid)
 
     async def start(self, cid: str) -> None:
+        if self.info.name == "runc" and await self._start_by_fifo(cid):
+            return
         rc, _out, err = await self._run("start", cid)
         if rc != 0:
             raise classify_start_error(_clean_runtime_message(err.decode(errors="replace")))
+
+    async def _start_by_fifo(self, cid: str) -> bool:
+        """Do what `runc start` does without spawning it (a Go binary: ~5 ms, a tenth of a whole
+        `docker run`): after `runc create`, runc's init waits to open `exec.fifo` for writing; the
+        reader gets "0", removes the fifo and the user process is exec'd. False (and nothing
+        touched) when the fifo is not there, so the caller falls back to `runc start`."""
+        fifo = os.path.join(self.state_root, cid, "exec.fifo")
+        try:
+            st = os.stat(fifo)
+        except FileNotFoundError:
+            return False
+        import stat
+
+        if not stat.S_ISFIFO(st.st_mode):
+            return False
+
+        def read_fifo() -> bytes:
+            fd = os.open(fifo, os.O_RDONLY | os.O_CLOEXEC)  # blocks until init opens its end
+            try:
+                return _read_all(fd)
+            finally:
+                os.close(fd)
+
+        data = await asyncio.get_running_loop().run_in_executor(None, read_fifo)
+        try:
+            os.unlink(fifo)
+        except FileNotFoundError:
+            pass
+        if data != b"0":
+            raise StartError("the container's init exited before it could be started", 128)
+        return True
 
     async def kill(self, cid: str, sig: int = signals.SIGTERM, all_processes: bool = False) -> None:
         args = ["kill"] + (["--all"] if all_processes else []) + [cid, str(sig)]
@@ -195,14 +234,40 @@ class OCIRuntime:
         return list(json.loads(out) or [])
 
     def exec_command(self, cid: str, process_json_path: str, *, detach: bool = False,
-                     tty: bool = False) -> list[str]:
-        """argv for `<runtime> exec` of a process spec; the caller owns its stdio."""
-        args = [*self._base(), "exec", "--process", process_json_path]
+                     tty: bool = False, pid_file: str | None = None,
+                     log_file: str | None = None) -> list[str]:
+        """argv for `<runtime> exec` of a process spec; the caller owns its stdio. The runtime
+        writes `pid_file` once the process runs, and its own errors to `log_file` (JSON lines),
+        where `exec_failure` finds them. With a terminal in the spec and no console socket, the
+        runtime makes the container's pty and copies it to its stdin/stdout, which must be a tty."""
+        args = self._base()
+        if log_file:
+            args += ["--log", log_file, "--log-format", "json"]
+        args += ["exec", "--process", process_json_path]
+        if pid_file:
+            args += ["--pid-file", pid_file]
         if detach:
             args.append("--detach")
         if tty:
             args.append("--tty")
         return [*args, cid]
+
+    @staticmethod
+    def exec_failure(log_file: str) -> str | None:
+        """The runtime's error from an exec's log: why the process could not be started."""
+        try:
+            with open(log_file) as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return None
+        for line in reversed(lines):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("level") in ("error", "fatal") and entry.get("msg"):
+                return str(entry["msg"])
+        return None
 
     def read_exit_code(self, cid: str) -> int | None:
         try:
@@ -214,6 +279,13 @@ class OCIRuntime:
             return int(text)
         except ValueError:
             return None
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _read_line(fd: int) -> bytes:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ log = logging.getLogger("berth.api")
 
 MAX_HEADER_BYTES = 64 * 1024
 READ_CHUNK = 256 * 1024
+UPGRADE_GRACE = 0.02  # seconds between a 101 and the first bytes of the upgraded stream
 
 
 class Request:
@@ -148,10 +150,12 @@ class StreamResponse:
 class RawStream:
     """The hijacked connection after a 101 (or a 200 for clients that did not ask to upgrade)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, leftover: bytes):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, leftover: bytes,
+                 not_before: float = 0.0):
         self._reader = reader
         self._writer = writer
         self._leftover = leftover
+        self._not_before = not_before  # loop time before which nothing is written
 
     async def read(self, n: int = READ_CHUNK) -> bytes:
         if self._leftover:
@@ -160,6 +164,11 @@ class RawStream:
         return await self._reader.read(n)
 
     async def write(self, data: bytes) -> None:
+        if self._not_before:
+            delay = self._not_before - asyncio.get_running_loop().time()
+            self._not_before = 0.0
+            if delay > 0:
+                await asyncio.sleep(delay)
         self._writer.write(data)
         await self._writer.drain()
 
@@ -235,6 +244,7 @@ class _Connection:
                 pass
 
     async def _handle(self, req: Request) -> bool:
+        started = time.perf_counter()
         try:
             resp = await self.handler(req)
         except BerthError as e:
@@ -242,6 +252,9 @@ class _Connection:
         except Exception as e:  # a real fault: log it with the traceback, answer 500
             log.exception("handler failed: %s %s", req.method, req.path)
             resp = error_response(500, f"internal error: {e}")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %s in %.1f ms", req.method, req.path, type(resp).__name__,
+                      (time.perf_counter() - started) * 1000)
         if isinstance(resp, HijackResponse):
             await self._hijack(req, resp)
             return False
@@ -304,13 +317,18 @@ class _Connection:
             await self.send(h11.InformationalResponse(status_code=101, headers=[
                 ("Content-Type", resp.content_type), ("Connection", "Upgrade"), ("Upgrade", "tcp")]))
             leftover, _closed = self.h11.trailing_data
+            # docker-py reads the upgraded stream from the raw socket beneath http.client's
+            # buffered reader: bytes that arrive together with the 101 would be lost in that
+            # buffer. dockerd's first bytes come later by the nature of its work; ours need this.
+            not_before = asyncio.get_running_loop().time() + UPGRADE_GRACE
         else:
             # Old clients: a 200 whose body is the raw stream until we close.
             self.writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: " + resp.content_type.encode() + b"\r\n"
                 + _api_header_bytes() + b"\r\n")
             leftover = b""
-        stream = RawStream(self.reader, self.writer, bytes(leftover))
+            not_before = 0.0
+        stream = RawStream(self.reader, self.writer, bytes(leftover), not_before)
         try:
             await resp.run(stream)
         except (ConnectionError, BerthError) as e:

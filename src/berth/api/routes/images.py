@@ -29,15 +29,16 @@ class ImageBackend(Protocol):
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]: ...
 
 
-async def _progress(stream: Progress) -> AsyncIterator[bytes]:
-    """JSON-lines progress; an error after the 200 went out becomes an errorDetail line."""
+async def _progress(stream: Progress, in_band: bool = False) -> AsyncIterator[bytes]:
+    """JSON-lines progress; an error after the 200 went out becomes an errorDetail line, as does
+    any error when `in_band` (dockerd answers a load of a bad archive with 200 and the error)."""
     first = True
     try:
         async for msg in stream:
             first = False
             yield json_line(msg)
     except BerthError as e:
-        if first:
+        if first and not in_band:
             raise
         yield json_line({"errorDetail": {"message": e.message}, "error": e.message})
 
@@ -68,7 +69,7 @@ def register(r: Router, b: ImageBackend) -> None:
                                             not req.qbool("noprune")))
 
     async def load(req: Request) -> StreamResponse:
-        return StreamResponse(_progress(b.load(req.stream(), req.qbool("quiet"))))
+        return StreamResponse(_progress(b.load(req.stream(), req.qbool("quiet")), in_band=True))
 
     async def save_one(req: Request) -> StreamResponse:
         return StreamResponse(b.save([req.params["name"]]), content_type="application/x-tar")
