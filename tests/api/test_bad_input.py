@@ -126,3 +126,19 @@ def test_load_refuses_escaping_layers(berthd: Daemon) -> None:
     assert _state(berthd) == before
     status, _ = berthd.request("GET", "/images/evil:latest/json")
     assert status == 404
+
+
+def test_crun_refused_with_reason_on_hybrid_cgroups(berthd: Daemon) -> None:
+    import os
+
+    status, out = berthd.request("POST", "/containers/create",
+                                 {"Image": "busybox", "HostConfig": {"Runtime": "crun"}})
+    hybrid = os.path.ismount("/sys/fs/cgroup/unified") and os.path.ismount("/sys/fs/cgroup/memory")
+    if hybrid:
+        assert status == 400 and "hybrid cgroup" in json.loads(out)["message"]
+    else:
+        assert status == 201
+        berthd.request("DELETE", f"/containers/{json.loads(out)['Id']}")
+    status, out = berthd.request("POST", "/containers/create",
+                                 {"Image": "busybox", "HostConfig": {"Runtime": "nosuch"}})
+    assert status == 400 and "unknown or invalid runtime name: nosuch" in json.loads(out)["message"]

@@ -23,7 +23,7 @@ from berth.common.errors import BerthError, Conflict, InvalidParameter, NotFound
 from berth.common.ids import generate_name, new_id, valid_name
 from berth.images.store import ImageStore
 from berth.runtime import mount as mounts
-from berth.runtime.oci import ExitWatcher, OCIRuntime, StartError, pid_alive
+from berth.runtime.oci import ExitWatcher, OCIRuntime, StartError, pid_alive, unusable_reason
 from berth.snapshots.overlay import LayerStore
 
 from . import configs
@@ -152,6 +152,9 @@ class ContainerService:
         runtime = host_config.get("Runtime") or self.default_runtime
         if runtime not in self.runtimes:
             raise InvalidParameter(f"unknown or invalid runtime name: {runtime}")
+        reason = unusable_reason(runtime)
+        if reason:
+            raise InvalidParameter(f"runtime {runtime} cannot run containers on this host: {reason}")
         host_config["Runtime"] = runtime
         cid = new_id()
         if not name:

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
-from collections.abc import Awaitable, Callable
+import signal
+import struct
+import termios
+import tty
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from berth.api.http.server import RawStream
 from berth.api.http.streams import STDERR, STDOUT, frame
-from berth.common.errors import Conflict, InvalidParameter, NotFound
+from berth.common.errors import BerthError, Conflict, InvalidParameter, NotFound
 from berth.common.ids import new_id
 from berth.runtime import users
+from berth.runtime.oci import OCIRuntime
 
 from .containers import ContainerService
+from .detach import EscapeProxy, parse_keys
 from .model import Container
 
 
@@ -28,6 +35,8 @@ class ExecSession:
     exit_code: int | None = None
     pid: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    proc: asyncio.subprocess.Process | None = None
+    master: int = -1  # the pty's master side while a Tty exec runs
 
 
 class ExecService:
@@ -76,7 +85,15 @@ class ExecService:
             "DetachKeys": cfg["DetachKeys"], "Pid": s.pid}
 
     def resize(self, exec_id: str, height: int, width: int) -> None:
-        self._get(exec_id)
+        s = self._get(exec_id)
+        if s.master < 0 or s.proc is None:
+            return
+        fcntl.ioctl(s.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+        # The runtime copies the size of its terminal (ours) to the container's on SIGWINCH.
+        try:
+            s.proc.send_signal(signal.SIGWINCH)
+        except ProcessLookupError:
+            pass
 
     def _process_file(self, s: ExecSession) -> str:
         """Write the exec's OCI process: the container's, with the exec's args, env, user, cwd."""
@@ -86,7 +103,7 @@ class ExecService:
             process = json.load(f)["process"]
         cfg = s.config
         process["args"] = cfg["Cmd"]
-        process["terminal"] = False
+        process["terminal"] = cfg["Tty"]
         env = {e.split("=", 1)[0]: e for e in process.get("env", [])}
         for e in cfg["Env"]:
             env[e.split("=", 1)[0]] = e
@@ -103,103 +120,239 @@ class ExecService:
             for key in ("bounding", "effective", "permitted"):
                 caps[key] = sorted(ALL_CAPS)
             process["capabilities"] = caps
-        path = os.path.join(cdir, f"exec-{s.id[:16]}.json")
+        path = self._file(s, "json")
         with open(path, "w") as f:
             json.dump(process, f)
         return path
 
-    async def _spawn(self, s: ExecSession, detach: bool) -> asyncio.subprocess.Process:
+    def _file(self, s: ExecSession, suffix: str) -> str:
+        return os.path.join(self.containers.dir(s.container), f"exec-{s.id[:16]}.{suffix}")
+
+    async def _spawn(self, s: ExecSession, stdin: Any, stdout: Any) -> asyncio.subprocess.Process:
+        """Start `<runtime> exec`; its stderr is a pipe (the process's stderr, or with a tty only
+        the runtime's own messages)."""
         c = s.container
         if not c.running:
             raise Conflict(f"Container {c.id} is not running")
         if s.running or s.exit_code is not None:
             raise Conflict(f"Error: Exec command {s.id} has already run")
         runtime = self.containers.runtimes[c.runtime]
-        proc_file = self._process_file(s)
-        argv = runtime.exec_command(c.id, proc_file, detach=detach)
-        cfg = s.config
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE if cfg["AttachStdin"] and not detach else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE if not detach else asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
+        argv = runtime.exec_command(c.id, self._process_file(s), pid_file=self._file(s, "pid"),
+                                    log_file=self._file(s, "log"))
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=stdin, stdout=stdout,
+                                                    stderr=asyncio.subprocess.PIPE, start_new_session=True)
         s.running = True
         s.pid = proc.pid
-        self.containers._event(c, f"exec_start: {' '.join(cfg['Cmd'])}", execID=s.id)
+        self.containers._event(c, f"exec_start: {' '.join(s.config['Cmd'])}", execID=s.id)
         return proc
 
-    async def _finish(self, s: ExecSession, code: int) -> None:
+    def _started(self, s: ExecSession) -> bool:
+        return os.path.exists(self._file(s, "pid"))
+
+    async def _finish(self, s: ExecSession, code: int) -> str | None:
+        """Record the exit; returns docker's message when the runtime could not start the process
+        (the exit code is then 126, as dockerd's)."""
+        failure = None
+        if not self._started(s):
+            failure = OCIRuntime.exec_failure(self._file(s, "log"))
+            if failure is not None or code == 255:
+                code = 126
         s.running = False
         s.exit_code = code
+        s.master = -1
         s.done.set()
-        try:
-            os.unlink(os.path.join(self.containers.dir(s.container), f"exec-{s.id[:16]}.json"))
-        except FileNotFoundError:
-            pass
+        for suffix in ("json", "pid", "log"):
+            try:
+                os.unlink(self._file(s, suffix))
+            except FileNotFoundError:
+                pass
         self.containers._event(s.container, "exec_die", execID=s.id, exitCode=str(code))
+        return None if failure is None else f"OCI runtime exec failed: {failure}: unknown\r\n"
 
     async def start_detached(self, exec_id: str) -> None:
         s = self._get(exec_id)
-        proc = await self._spawn(s, detach=False)
         # Detached from the client, not from us: we still collect the exit code for inspect.
-        if proc.stdout is not None:
-            asyncio.get_running_loop().create_task(_drain(proc.stdout))
-
-        async def reap() -> None:
-            assert proc.stderr is not None
-            await proc.stderr.read()
-            await self._finish(s, await proc.wait())
-
-        asyncio.get_running_loop().create_task(reap())
+        session = await self._session(s, None)
+        asyncio.get_running_loop().create_task(session)
 
     def start(self, exec_id: str, detach: bool, tty: bool) -> tuple[bool, Callable[[RawStream], Awaitable[None]]]:
+        """`tty` is the start request's: it decides the framing (dockerd multiplexes unless the
+        start asks for a raw stream), while the exec's own Tty decides whether it gets a pty."""
         s = self._get(exec_id)
         if s.running or s.exit_code is not None:
             raise Conflict(f"Error: Exec command {s.id} has already run")
         if not s.container.running:
             raise Conflict(f"Container {s.container.id} is not running")
-        use_tty = s.config["Tty"]
-        cfg = s.config
+        keys = parse_keys(s.config["DetachKeys"])
 
         async def run(stream: RawStream) -> None:
+            out = _Output(stream, framed=not tty)
             try:
-                proc = await self._spawn(s, detach=False)
-            except Exception as e:  # noqa: BLE001 - reported in-band, the stream is already open
-                await stream.write(str(e).encode() if use_tty else frame(STDERR, str(e).encode() + b"\n"))
-                await self._finish(s, 126)
+                session = await self._session(s, out)
+            except BerthError as e:
+                await out.write(STDOUT, e.message.encode() + b"\r\n")
                 return
-
-            async def pump(reader: asyncio.StreamReader | None, num: int, wanted: bool) -> None:
-                if reader is None:
-                    return
-                while chunk := await reader.read(65536):
-                    if wanted:
-                        await stream.write(chunk if use_tty else frame(num, chunk))
-
-            async def feed() -> None:
-                assert proc.stdin is not None
-                try:
-                    while data := await stream.read():
-                        proc.stdin.write(data)
-                        await proc.stdin.drain()
-                except (ConnectionError, OSError):
-                    pass
-                finally:
-                    proc.stdin.close()
-
-            feeder = asyncio.get_running_loop().create_task(feed()) if proc.stdin else None
+            detached = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            task = loop.create_task(session)
+            feeder = loop.create_task(self._feed(s, stream, keys, detached)) if s.config["AttachStdin"] else None
+            waiter = loop.create_task(detached.wait())
             try:
-                await asyncio.gather(pump(proc.stdout, STDOUT, cfg["AttachStdout"]),
-                                     pump(proc.stderr, STDERR, cfg["AttachStderr"]))
+                await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                code = await proc.wait()
+                waiter.cancel()
                 if feeder:
                     feeder.cancel()
-                await self._finish(s, code)
+                if detached.is_set():
+                    out.detach()  # the process runs on; its output is drained and dropped
 
-        return use_tty, run
+        return False, run
+
+    async def _session(self, s: ExecSession, out: _Output | None) -> Coroutine[Any, Any, None]:
+        """Spawn the process now; the returned coroutine pumps its output until it exits."""
+        if s.config["Tty"]:
+            master, slave = os.openpty()
+            tty.setraw(slave)  # the runtime copies bytes through; the container's pty does the rest
+            try:
+                proc = await self._spawn(s, slave, slave)
+            except BaseException:
+                os.close(master)
+                raise
+            finally:
+                os.close(slave)
+            os.set_blocking(master, False)
+            s.master = master
+            s.proc = proc
+            return self._pump_tty(s, proc, master, out)
+        stdin = asyncio.subprocess.PIPE if s.config["AttachStdin"] and out else asyncio.subprocess.DEVNULL
+        proc = await self._spawn(s, stdin, asyncio.subprocess.PIPE)
+        s.proc = proc
+        return self._pump_pipes(s, proc, out)
+
+    async def _pump_tty(self, s: ExecSession, proc: asyncio.subprocess.Process, master: int,
+                        out: _Output | None) -> None:
+        loop = asyncio.get_running_loop()
+        assert proc.stderr is not None
+        runtime_err = loop.create_task(proc.stderr.read())
+        try:
+            while chunk := await _read_fd(master):
+                if out and s.config["AttachStdout"]:
+                    await out.write(STDOUT, chunk)
+        finally:
+            code = await proc.wait()
+            runtime_err.cancel()
+            os.close(master)
+            failure = await self._finish(s, code)
+        if failure and out:
+            await out.write(STDOUT, failure.encode())
+
+    async def _pump_pipes(self, s: ExecSession, proc: asyncio.subprocess.Process, out: _Output | None) -> None:
+        held = bytearray()  # stderr before the process ran: the runtime's error, if it failed
+
+        async def pump(reader: asyncio.StreamReader | None, num: int, wanted: bool) -> None:
+            if reader is None:
+                return
+            while chunk := await reader.read(65536):
+                if not (out and wanted):
+                    continue
+                if num == STDERR and not self._started(s):
+                    held.extend(chunk)
+                    continue
+                if held:
+                    await out.write(STDERR, bytes(held))
+                    held.clear()
+                await out.write(num, chunk)
+
+        try:
+            await asyncio.gather(pump(proc.stdout, STDOUT, s.config["AttachStdout"]),
+                                 pump(proc.stderr, STDERR, s.config["AttachStderr"]))
+        finally:
+            code = await proc.wait()
+            failure = await self._finish(s, code)
+        if out:
+            if failure:
+                await out.write(STDOUT, failure.encode())
+            elif held:
+                await out.write(STDERR, bytes(held))
+
+    async def _feed(self, s: ExecSession, stream: RawStream, keys: bytes, detached: asyncio.Event) -> None:
+        """Client bytes -> the process's stdin, until EOF or the detach keys."""
+        proxy = EscapeProxy(keys)
+        proc = s.proc
+        assert proc is not None
+        try:
+            while data := await stream.read():
+                data, detach = proxy.feed(data)
+                if data:
+                    if s.master >= 0:
+                        await _write_fd(s.master, data)
+                    elif proc.stdin is not None:
+                        proc.stdin.write(data)
+                        await proc.stdin.drain()
+                if detach:
+                    detached.set()
+                    return
+        except (ConnectionError, OSError):
+            pass
+        if proc.stdin is not None:
+            proc.stdin.close()
 
 
-async def _drain(reader: asyncio.StreamReader) -> None:
-    while await reader.read(65536):
-        pass
+class _Output:
+    """The client's side of an exec: framed or raw, and silent once the client detached."""
+
+    def __init__(self, stream: RawStream, framed: bool) -> None:
+        self.stream = stream
+        self.framed = framed
+        self.attached = True
+
+    async def write(self, num: int, data: bytes) -> None:
+        if not self.attached:
+            return
+        try:
+            await self.stream.write(frame(num, data) if self.framed else data)
+        except (ConnectionError, OSError):
+            self.attached = False
+
+    def detach(self) -> None:
+        self.attached = False
+
+
+async def _read_fd(fd: int) -> bytes:
+    """Read a non-blocking fd (a pty master) in the loop; b"" at EOF or EIO (no writer left)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return os.read(fd, 65536)
+        except BlockingIOError:
+            pass
+        except OSError:
+            return b""
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fd, _wake, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+
+
+async def _write_fd(fd: int, data: bytes) -> None:
+    loop = asyncio.get_running_loop()
+    while data:
+        try:
+            n = os.write(fd, data)
+            data = data[n:]
+            continue
+        except BlockingIOError:
+            pass
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_writer(fd, _wake, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_writer(fd)
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)

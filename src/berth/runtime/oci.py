@@ -337,6 +337,19 @@ class ExitWatcher:
         return True
 
 
+def hybrid_cgroups() -> bool:
+    """cgroup v1 controllers plus a cgroup2 mount at /sys/fs/cgroup/unified (systemd's hybrid)."""
+    return os.path.ismount("/sys/fs/cgroup/unified") and os.path.ismount("/sys/fs/cgroup/memory")
+
+
+def unusable_reason(name: str) -> str | None:
+    """Why a runtime cannot run containers on this host, or None when it can."""
+    if name == "crun" and hybrid_cgroups():
+        return ("crun refuses hybrid cgroup hosts (cgroup v1 controllers with a cgroup2 mount at "
+                "/sys/fs/cgroup/unified, as here); use runc, or a host with pure cgroup v1 or v2")
+    return None
+
+
 def validate_runtime(name: str, path: str) -> RuntimeInfo:
     if not os.path.exists(path):
         raise InvalidParameter(f"unknown or invalid runtime name: {name} ({path} not found)")
