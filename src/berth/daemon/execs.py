@@ -206,7 +206,7 @@ class ExecService:
                 if detached.is_set():
                     out.detach()  # the process runs on; its output is drained and dropped
 
-        return False, run
+        return tty, run
 
     async def _session(self, s: ExecSession, out: _Output | None) -> Coroutine[Any, Any, None]:
         """Spawn the process now; the returned coroutine pumps its output until it exits."""

@@ -97,6 +97,7 @@ class ImageStore:
         self.content = content
         self.layers = layers
         self.usage = usage
+        self._configs: dict[str, dict[str, Any]] = {}
         db.ensure_schema(SCHEMA)
 
     # --- lookup ---------------------------------------------------------------------------
@@ -105,7 +106,9 @@ class ImageStore:
         if not rows:
             return None
         r = rows[0]
-        config = json.loads(self.content.read(image_id))
+        config = self._configs.get(image_id)
+        if config is None:  # configs are immutable (their digest is the ID): parse each once
+            config = self._configs[image_id] = json.loads(self.content.read(image_id))
         tags = [t["ref"] for t in self.db.query("SELECT ref FROM tags WHERE image_id=? ORDER BY ref",
                                                    (image_id,))]
         return Image(r["id"], config, json.loads(r["chains"]), r["size"], r["created"], r["added"],
@@ -268,6 +271,7 @@ class ImageStore:
             c.execute("DELETE FROM tags WHERE image_id=?", (img.id,))
             c.execute("DELETE FROM images WHERE id=?", (img.id,))
         self.content.delete(img.id)
+        self._configs.pop(img.id, None)
         for chain in self.gc_layers():
             records.append({"Deleted": chain})
         return records
