@@ -25,6 +25,7 @@ from berth.common import reference
 from berth.common.digest import is_digest, sha256_bytes
 from berth.common.digest import split as split_digest
 from berth.common.errors import InvalidParameter, SystemError_
+from berth.common.paths import EscapingPath, clean_relative
 from berth.snapshots.tarapply import TarWriter, open_decompressed
 
 __all__ = ["Archive", "ArchiveImage", "SaveImage", "SaveLayer", "open_archive", "write_archive"]
@@ -80,21 +81,14 @@ def _member_parts(name: str, what: str) -> tuple[str, ...]:
     """Components of an archive path; refuses absolute paths and `..` that climbs out."""
     if not isinstance(name, str) or not name:
         raise InvalidParameter(f"invalid archive: {what} is not a path: {name!r}")
-    if name.startswith("/"):
-        raise InvalidParameter(f"invalid archive: {what} {name!r} is an absolute path")
-    parts: list[str] = []
-    for comp in name.split("/"):
-        if comp in ("", "."):
-            continue
-        if comp == "..":
-            if not parts:
-                raise InvalidParameter(f"invalid archive: {what} {name!r} points outside the archive")
-            parts.pop()
-        else:
-            parts.append(comp)
+    try:
+        parts = clean_relative(name)
+    except EscapingPath:
+        why = "is an absolute path" if name.startswith("/") else "points outside the archive"
+        raise InvalidParameter(f"invalid archive: {what} {name!r} {why}") from None
     if not parts:
         raise InvalidParameter(f"invalid archive: {what} {name!r} is not a file")
-    return tuple(parts)
+    return parts
 
 
 def _host_platform() -> tuple[str, str | None]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from berth.common.errors import BerthError, InvalidParameter, SystemError_
+from berth.common.paths import EscapingPath, clean_relative
 
 __all__ = [
     "AppliedLayer",
@@ -194,19 +195,10 @@ class _Digesting:
 def _clean(name: str, entry: str, what: str = "path") -> tuple[str, ...]:
     """Components of a relative archive path with `.`/`..` resolved lexically; refuses a path
     that is absolute or climbs above the root."""
-    if name.startswith("/"):
-        raise UnsafeArchive(f"unsafe archive entry {entry!r}: {what} {name!r} is absolute")
-    parts: list[str] = []
-    for comp in name.split("/"):
-        if comp in ("", "."):
-            continue
-        if comp == "..":
-            if not parts:
-                raise UnsafeArchive(f"unsafe archive entry {entry!r}: {what} {name!r} leaves the root")
-            parts.pop()
-        else:
-            parts.append(comp)
-    return tuple(parts)
+    try:
+        return clean_relative(name)
+    except EscapingPath as e:
+        raise UnsafeArchive(f"unsafe archive entry {entry!r}: {what} {name!r} {e}") from None
 
 
 def _mtime_ns(info: tarfile.TarInfo) -> int:

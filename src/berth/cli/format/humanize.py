@@ -8,37 +8,10 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from berth.common.humanize import human_duration as human_duration  # re-exported for the CLI
+
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 _BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
-
-
-def human_duration(seconds: float) -> str:
-    """How long ago/for how long, in docker's words ("About a minute", "3 hours", "2 weeks")."""
-    secs = int(seconds)
-    if secs < 1:
-        return "Less than a second"
-    if secs == 1:
-        return "1 second"
-    if secs < 60:
-        return f"{secs} seconds"
-    minutes = secs // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    # Hours round to nearest (60-89 minutes is "About an hour"), unlike the truncated units above.
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def _scaled(size: float, base: float, units: tuple[str, ...]) -> tuple[float, str]:
