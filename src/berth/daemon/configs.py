@@ -112,12 +112,7 @@ def merge_config(image_cfg: dict[str, Any], body: dict[str, Any], cid: str) -> d
         raise InvalidParameter("Env must be a list of strings")
     labels = dict(image_cfg.get("Labels") or {})
     labels.update(body.get("Labels") or {})
-    entrypoint = body.get("Entrypoint")
-    cmd = body.get("Cmd")
-    if isinstance(cmd, str):
-        cmd = [cmd]
-    if isinstance(entrypoint, str):
-        entrypoint = [entrypoint] if entrypoint else []
+    entrypoint, cmd = _requested_command(body)
     ep_set = entrypoint is not None
     if not ep_set:
         entrypoint = image_cfg.get("Entrypoint")
@@ -160,13 +155,19 @@ def merge_config(image_cfg: dict[str, Any], body: dict[str, Any], cid: str) -> d
     return cfg
 
 
-def command(image_cfg: dict[str, Any], body: dict[str, Any]) -> tuple[str, list[str]]:
+def _requested_command(body: dict[str, Any]) -> tuple[list[str] | None, list[str] | None]:
+    """The request's Entrypoint and Cmd as lists (the API also accepts plain strings)."""
     entrypoint = body.get("Entrypoint")
     cmd = body.get("Cmd")
     if isinstance(cmd, str):
         cmd = [cmd]
     if isinstance(entrypoint, str):
         entrypoint = [entrypoint] if entrypoint else []
+    return entrypoint, cmd
+
+
+def command(image_cfg: dict[str, Any], body: dict[str, Any]) -> tuple[str, list[str]]:
+    entrypoint, cmd = _requested_command(body)
     argv = spec.resolve_args(image_cfg.get("Entrypoint"), image_cfg.get("Cmd"), entrypoint, cmd,
                              entrypoint is not None)
     return argv[0], argv[1:]

@@ -12,12 +12,11 @@ from typing import Any
 from berth.api.http.server import RawStream
 from berth.api.http.streams import frame
 from berth.api.routes.containers import AttachOptions, LogOptions, Output
-from berth.common import reference
 from berth.common.errors import Conflict, InvalidParameter, NotFound, NotImplementedYet
 from berth.runtime.logs import LogReader, LogRecord, docker_timestamp
 
 from .containers import ContainerService
-from .model import Container, rfc3339_to_unix
+from .model import Container
 
 _STREAM = {"stdout": 1, "stderr": 2}
 
@@ -310,11 +309,3 @@ def _ps_table(pids: list[int], ps_args: str) -> dict[str, Any]:
     return {"Titles": titles, "Processes": procs}
 
 
-def familiar_or_id(name: str) -> str:
-    try:
-        return str(reference.parse(name))
-    except reference.InvalidReference:
-        return name
-
-
-__all__ = ["ContainerAPI", "rfc3339_to_unix"]

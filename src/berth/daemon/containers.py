@@ -529,7 +529,7 @@ class ContainerService:
         d = self.dir(c)
         sizes = None
         if size:
-            rw = _dir_size(self.layers.upper_dir(c.id))
+            rw = self.layers.rw_usage(c.id)
             img = self.images._load(c.image_id)
             sizes = {"SizeRw": rw, "SizeRootFs": rw + (img.size if img else 0)}
         out = c.inspect(self.graph_driver(c), self.log_path(c), os.path.join(d, "resolv.conf"),
@@ -549,18 +549,3 @@ def _is_conmon_of(pid: int, cid: str) -> bool:
     except OSError:
         return False
     return bool(argv) and argv[0].endswith(b"conmon") and cid.encode() in argv
-
-
-def _dir_size(path: str) -> int:
-    total = 0
-    for dirpath, _d, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def uptime(since: float) -> float:
-    return time.time() - since

@@ -10,9 +10,8 @@ import os
 import platform
 import shutil
 import threading
-import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, BinaryIO
 
 from berth.common import reference
@@ -404,9 +403,3 @@ def _stream_from_thread(produce: Callable[[Any], None]) -> AsyncIterator[bytes]:
     return gen()
 
 
-def iter_chunks(f: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
-    while chunk := f.read(size):
-        yield chunk
-
-
-__all__ = ["ImageAPI", "host_arch", "time"]

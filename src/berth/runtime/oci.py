@@ -13,7 +13,7 @@ import os
 import signal as signals
 from dataclasses import dataclass
 
-from berth.common.errors import BerthError, Conflict, InvalidParameter, NotFound
+from berth.common.errors import BerthError, Conflict, NotFound
 
 CONMON = "/usr/bin/conmon"
 
@@ -348,9 +348,3 @@ def unusable_reason(name: str) -> str | None:
         return ("crun refuses hybrid cgroup hosts (cgroup v1 controllers with a cgroup2 mount at "
                 "/sys/fs/cgroup/unified, as here); use runc, or a host with pure cgroup v1 or v2")
     return None
-
-
-def validate_runtime(name: str, path: str) -> RuntimeInfo:
-    if not os.path.exists(path):
-        raise InvalidParameter(f"unknown or invalid runtime name: {name} ({path} not found)")
-    return RuntimeInfo(name, path)

@@ -138,11 +138,19 @@ class LayerStore:
                 shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
 
     def disk_usage(self, chain_id: str) -> int:
-        total = 0
-        for dirpath, _dirs, files in os.walk(self.diff_dir(chain_id)):
-            for f in files:
-                try:
-                    total += os.lstat(os.path.join(dirpath, f)).st_size
-                except OSError:
-                    pass
-        return total
+        return _du(self.diff_dir(chain_id))
+
+    def rw_usage(self, key: str) -> int:
+        """Bytes in a writable layer (SizeRw)."""
+        return _du(self.upper_dir(key))
+
+
+def _du(path: str) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
