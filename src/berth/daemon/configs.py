@@ -29,6 +29,8 @@ _HOST_CONFIG_DEFAULTS: dict[str, Any] = {
     "MaskedPaths": None, "ReadonlyPaths": None, "Init": None, "Sysctls": None, "Tmpfs": None,
 }
 
+_HOST_CONFIG_KEYS = {k.lower(): k for k in _HOST_CONFIG_DEFAULTS}
+
 SUPPORTED_NETWORK_MODES = ("default", "none", "host", "bridge")
 
 
@@ -36,6 +38,8 @@ def normalize_host_config(hc: Any) -> dict[str, Any]:
     if not isinstance(hc, dict):
         raise InvalidParameter("HostConfig must be a JSON object")
     out = dict(_HOST_CONFIG_DEFAULTS)
+    # dockerd decodes JSON keys case-insensitively (docker-py sends `CPURealtimePeriod`)
+    hc = {_HOST_CONFIG_KEYS.get(k.lower(), k): v for k, v in hc.items()}
     out.update({k: v for k, v in hc.items() if v is not None or k not in out})
     mode = out.get("NetworkMode") or "default"
     out["NetworkMode"] = mode

@@ -13,9 +13,11 @@ from berth.api.http.server import RawStream
 from berth.api.http.streams import frame
 from berth.api.routes.containers import AttachOptions, LogOptions, Output
 from berth.common.errors import Conflict, InvalidParameter, NotFound, NotImplementedYet
+from berth.runtime.etcfiles import MOUNT_POINTS as ETC_MOUNT_POINTS
 from berth.runtime.logs import LogReader, LogRecord, docker_timestamp
 
 from .containers import ContainerService
+from .detach import EscapeProxy, parse_keys
 from .model import Container
 
 _STREAM = {"stdout": 1, "stderr": 2}
@@ -194,10 +196,9 @@ class ContainerAPI:
 
         want_stdin = opts.stdin and bool(c.config.get("OpenStdin"))
         attach_sock = os.path.join(self.svc.dir(c), "attach")
+        keys = parse_keys(opts.detach_keys)
 
-        async def run(stream: RawStream) -> None:
-            if want_stdin:
-                asyncio.get_running_loop().create_task(_forward_stdin(c, attach_sock, stream))
+        async def output(stream: RawStream) -> None:
             if opts.logs:
                 records, _ = reader.read(streams=streams, flush=not c.running)
                 for r in records:
@@ -208,7 +209,29 @@ class ContainerAPI:
                 async for r in reader.follow(start_offset, c.exited, streams=streams):
                     await stream.write(r.data if tty else frame(_STREAM[r.stream], r.data))
 
+        async def run(stream: RawStream) -> None:
+            loop = asyncio.get_running_loop()
+            detached = asyncio.Event()
+            if want_stdin:
+                loop.create_task(_forward_stdin(c, attach_sock, stream, keys, detached))
+            out = loop.create_task(output(stream))
+            waiter = loop.create_task(detached.wait())
+            try:
+                await asyncio.wait({out, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                out.cancel()
+                waiter.cancel()
+            if detached.is_set():
+                self.svc._event(c, "detach")
+            elif not out.cancelled():
+                out.result()  # its error, if it ended with one
+
         return tty, run
+
+    async def changes(self, ref: str) -> list[dict[str, Any]] | None:
+        c = self.svc.get(ref)
+        found = await asyncio.to_thread(self.svc.layers.changes, c.id, c.top_chain, ETC_MOUNT_POINTS)
+        return [{"Path": path, "Kind": kind} for path, kind in found] or None  # dockerd: null
 
     async def top(self, ref: str, ps_args: str) -> dict[str, Any]:
         c = self.svc.get(ref)
@@ -218,9 +241,10 @@ class ContainerAPI:
         return await asyncio.to_thread(_ps_table, pids, ps_args)
 
 
-async def _forward_stdin(c: Container, path: str, stream: RawStream) -> None:
+async def _forward_stdin(c: Container, path: str, stream: RawStream, keys: bytes, detached: asyncio.Event) -> None:
     """Client bytes -> conmon's attach socket (SOCK_SEQPACKET) -> the container's stdin.
-    The client's half-close becomes our shutdown(SHUT_WR), on which conmon closes stdin."""
+    The client's half-close becomes our shutdown(SHUT_WR), on which conmon closes stdin; the
+    detach keys end the attachment and leave stdin open."""
     loop = asyncio.get_running_loop()
     while not c.running or not os.path.exists(path):
         if c.exited.is_set() and not c.running and c.state["FinishedAt"] != "0001-01-01T00:00:00Z":
@@ -238,9 +262,15 @@ async def _forward_stdin(c: Container, path: str, stream: RawStream) -> None:
     finally:
         os.close(dfd)
     drain = loop.create_task(_discard(loop, sock))
+    proxy = EscapeProxy(keys)
     try:
         while data := await stream.read(8192):
-            await loop.sock_sendall(sock, data)
+            data, detach = proxy.feed(data)
+            if data:
+                await loop.sock_sendall(sock, data)
+            if detach:
+                detached.set()
+                return
         sock.shutdown(socket.SHUT_WR)
         await asyncio.wait_for(c.exited.wait(), None)
     except (ConnectionError, OSError):

@@ -68,7 +68,8 @@ class ExecService:
             "AttachStderr": bool(body.get("AttachStderr")), "Tty": bool(body.get("Tty")),
             "Env": list(body.get("Env") or []), "Cmd": list(cmd), "User": body.get("User") or "",
             "WorkingDir": body.get("WorkingDir") or "", "Privileged": bool(body.get("Privileged")),
-            "DetachKeys": body.get("DetachKeys") or ""})
+            # dockerd decodes JSON keys case-insensitively; docker-py sends `detachKeys`
+            "DetachKeys": body.get("DetachKeys") or body.get("detachKeys") or ""})
         self._sessions[s.id] = s
         self.containers._event(c, f"exec_create: {' '.join(cmd)}", execID=s.id)
         return {"Id": s.id}

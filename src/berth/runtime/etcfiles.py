@@ -18,6 +18,8 @@ from typing import Any
 from berth.common.errors import InvalidParameter
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"
+# Where the files are bind-mounted in the container; the runtime creates missing mount points.
+MOUNT_POINTS = ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts")
 HOST_HOSTS = "/etc/hosts"
 # systemd-resolved's list of real upstream servers, used when the host file only has its stub.
 RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"

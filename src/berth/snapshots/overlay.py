@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -114,6 +116,29 @@ class LayerStore:
     def upper_dir(self, key: str) -> str:
         return os.path.join(self._rw, key, "upper")
 
+    def changes(self, key: str, parent: str | None, hidden: Collection[str] = ()) -> list[tuple[str, int]]:
+        """What the writable layer `key` changed over `parent`, sorted by path: docker's
+        (path, kind) with kind 0 modified, 1 added, 2 deleted. Read from the upper directory
+        (whiteouts are 0/0 character devices), so it needs no mount. `hidden`: mount points the
+        runtime created (dockerd keeps those in an init layer), left out with the directories
+        that were copied up only to hold them."""
+        upper = self.upper_dir(key)
+        lowers = self._lower_chain(parent) if parent else []
+        out: list[tuple[str, int]] = []
+        for dirpath, dirs, files in os.walk(upper):
+            for name in dirs + files:
+                full = os.path.join(dirpath, name)
+                rel = "/" + os.path.relpath(full, upper)
+                st = os.lstat(full)
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                    out.append((rel, 2))
+                elif rel not in hidden:
+                    out.append((rel, 0 if _in_lowers(lowers, rel) else 1))
+        out.sort()
+        holders = {os.path.dirname(h) for h in hidden}
+        return [(p, k) for p, k in out
+                if not (k == 0 and p in holders and not any(q.startswith(p + "/") for q, _ in out))]
+
     def remove_rw(self, key: str) -> None:
         shutil.rmtree(os.path.join(self._rw, key), ignore_errors=True)
 
@@ -154,3 +179,14 @@ def _du(path: str) -> int:
             except OSError:
                 pass
     return total
+
+
+def _in_lowers(lowers: list[str], rel: str) -> bool:
+    """Whether `rel` exists in the lower layers (topmost first), minding their whiteouts."""
+    for lower in lowers:
+        try:
+            st = os.lstat(os.path.join(lower, rel.lstrip("/")))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        return not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0)
+    return False

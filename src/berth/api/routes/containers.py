@@ -53,6 +53,7 @@ class ContainerBackend(Protocol):
     def wait(self, ref: str, condition: str) -> Awaitable[int]: ...
     def rename(self, ref: str, name: str) -> None: ...
     async def top(self, ref: str, ps_args: str) -> dict[str, Any]: ...
+    async def changes(self, ref: str) -> list[dict[str, Any]] | None: ...
     def attach(self, ref: str, opts: AttachOptions) -> tuple[bool, Callable[[RawStream], Awaitable[None]]]: ...
     def resize(self, ref: str, height: int, width: int) -> None: ...
     async def pause(self, ref: str) -> None: ...
@@ -147,6 +148,9 @@ def register(r: Router, b: ContainerBackend) -> None:
     async def top(req: Request) -> Response:
         return json_response(await b.top(req.params["id"], req.q("ps_args", "") or ""))
 
+    async def changes(req: Request) -> Response:
+        return json_response(await b.changes(req.params["id"]))
+
     async def attach(req: Request) -> HijackResponse:
         opts = AttachOptions(stream=req.qbool("stream"), logs=req.qbool("logs"), stdin=req.qbool("stdin"),
                              stdout=req.qbool("stdout"), stderr=req.qbool("stderr"),
@@ -182,6 +186,7 @@ def register(r: Router, b: ContainerBackend) -> None:
     r.add("POST", "/containers/{id}/wait", wait)
     r.add("POST", "/containers/{id}/rename", rename)
     r.add("GET", "/containers/{id}/top", top)
+    r.add("GET", "/containers/{id}/changes", changes)
     r.add("POST", "/containers/{id}/attach", attach)
     r.add("POST", "/containers/{id}/resize", resize)
     r.add("POST", "/containers/{id}/pause", pause)
