@@ -450,15 +450,20 @@ class ContainerService:
                 await asyncio.wait_for(c.followers_gone.wait(), 5)
             except TimeoutError:
                 log.warning("removing %s while %d log readers are still attached", c.id[:12], c.followers)
-        await self._cleanup_after_exit(c, background=True)
-        self.layers.remove_rw(c.id)
-        shutil.rmtree(self.dir(c), ignore_errors=True)
         with self.db.tx() as tx:
             tx.execute("DELETE FROM containers WHERE id=?", (c.id,))
         self._forget(c)
         self._event(c, "destroy")
         c.removed.set()
+        # Files go after the record (`run --rm` need not wait for them); a crash in between leaves
+        # orphans that `recover` sweeps.
+        await self._cleanup_after_exit(c)
+        self._delete_files(c.id)
         await asyncio.to_thread(self.images.gc_layers)
+
+    def _delete_files(self, cid: str) -> None:
+        self.layers.remove_rw(cid)
+        shutil.rmtree(os.path.join(self.root, cid), ignore_errors=True)
 
     # --- wait ------------------------------------------------------------------------------
     def wait(self, c: Container, condition: str) -> Awaitable[int]:
@@ -506,6 +511,7 @@ class ContainerService:
             c = Container.from_record(json.loads(row["record"]))
             self._by_id[c.id] = c
             self._names[c.name] = c.id
+        self._sweep_orphans()
         for c in list(self._by_id.values()):
             if c.state["Status"] == "removing":
                 c.state["Status"] = "exited"
@@ -516,6 +522,21 @@ class ContainerService:
                 self._watch(c)
             else:
                 await self._on_exit(c, c.conmon_pid)
+
+    def _sweep_orphans(self) -> None:
+        """Directories of containers whose record is gone (removed just before a crash)."""
+        for cid in os.listdir(self.root):
+            if cid in self._by_id:
+                continue
+            try:
+                mounts.unmount(os.path.join(self.root, cid, "rootfs"))
+            except OSError as e:
+                log.warning("unmount of orphan %s failed: %s", cid[:12], e)
+                continue
+            self._delete_files(cid)
+        for cid in self.layers.rw_keys():
+            if cid not in self._by_id:
+                self.layers.remove_rw(cid)
 
     def graph_driver(self, c: Container) -> dict[str, Any]:
         m = self.layers.mount_spec(c.id, c.top_chain)

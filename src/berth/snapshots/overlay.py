@@ -139,6 +139,9 @@ class LayerStore:
         return [(p, k) for p, k in out
                 if not (k == 0 and p in holders and not any(q.startswith(p + "/") for q, _ in out))]
 
+    def rw_keys(self) -> list[str]:
+        return os.listdir(self._rw)
+
     def remove_rw(self, key: str) -> None:
         shutil.rmtree(os.path.join(self._rw, key), ignore_errors=True)
 
