@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from .http.router import Router
-from .routes import containers, execs, images, system
+from .routes import archive, containers, execs, images, resources, system, volumes
 
 
 def build_router(server_name: str, system_b: system.SystemBackend, containers_b: containers.ContainerBackend,
-                 images_b: images.ImageBackend, execs_b: execs.ExecBackend) -> Router:
+                 images_b: images.ImageBackend, execs_b: execs.ExecBackend,
+                 volumes_b: volumes.VolumeBackend, *, archive_b: archive.ArchiveBackend | None = None,
+                 commit_b: archive.CommitBackend | None = None,
+                 resources_b: resources.ResourceBackend | None = None) -> Router:
     r = Router(server_name)
     system.register(r, system_b)
     containers.register(r, containers_b)
     images.register(r, images_b)
     execs.register(r, execs_b)
+    volumes.register(r, volumes_b)
+    if archive_b is not None and commit_b is not None:
+        archive.register(r, archive_b, commit_b)
+    if resources_b is not None:
+        resources.register(r, resources_b)
     return r

@@ -55,9 +55,18 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "load": ("image_io", "load", "Load an image from a tar archive or STDIN"),
     "import": ("image_io", "import_", "Import the contents from a tarball to create a filesystem image"),
     "events": ("system", "events", "Get real time events from the server"),
+    "commit": ("container_fs", "commit", "Create a new image from a container's changes"),
+    "cp": ("container_fs", "cp", "Copy files/folders between a container and the local filesystem"),
+    "diff": ("container_fs", "diff", "Inspect changes to files or directories on a container's filesystem"),
+    "export": ("container_fs", "export", "Export a container's filesystem as a tar archive"),
+    "stats": ("container_res", "stats", "Display a live stream of container(s) resource usage statistics"),
+    "update": ("container_res", "update", "Update configuration of one or more containers"),
+    "pause": ("container_res", "pause", "Pause all processes within one or more containers"),
+    "unpause": ("container_res", "unpause", "Unpause all processes within one or more containers"),
     "container": ("groups", "container", "Manage containers"),
     "image": ("groups", "image", "Manage images"),
     "system": ("groups", "system", "Manage berth"),
+    "volume": ("groups", "volume", "Manage volumes"),
 }
 
 

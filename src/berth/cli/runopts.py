@@ -34,6 +34,9 @@ class RunOptions:
     publish: list[str] = field(default_factory=list)
     expose: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    volumes_from: list[str] = field(default_factory=list)
     restart: str | None = None
     privileged: bool = False
     init: bool = False
@@ -138,6 +141,105 @@ def parse_volumes(specs: Sequence[str]) -> tuple[list[str], dict[str, dict[str, 
     return binds, anonymous
 
 
+_MOUNT_KEYS = {"source": "src", "src": "src", "target": "dst", "destination": "dst", "dst": "dst",
+               "readonly": "ro", "ro": "ro"}
+
+
+def _go_bool(value: str, spec: str) -> bool:
+    low = value.lower()
+    if low in ("", "1", "t", "true"):
+        return True
+    if low in ("0", "f", "false"):
+        return False
+    raise OptionError(f'invalid argument "{spec}" for "--mount" flag: invalid value for readonly: {value}')
+
+
+def ram_in_bytes(text: str) -> int:
+    """docker's RAMInBytes: `64m`, `1g`, `512k`, `100b` or plain bytes (binary multiples)."""
+    units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+    t = text.strip().lower()
+    if len(t) > 1 and t[-1] == "b" and t[-2] in units:
+        t = t[:-1]  # "64mb"
+    mult = 1
+    if t and t[-1] in units:
+        mult = units[t[-1]]
+        t = t[:-1]
+    try:
+        return int(float(t) * mult)
+    except ValueError:
+        raise OptionError(f"invalid size: '{text}'") from None
+
+
+def parse_mount(spec: str) -> dict[str, Any]:
+    """`--mount type=bind,source=/a,target=/b,readonly,...` into a HostConfig.Mounts entry."""
+    m: dict[str, Any] = {"Type": "volume"}
+    bind: dict[str, Any] = {}
+    vol: dict[str, Any] = {}
+    tmpfs: dict[str, Any] = {}
+    for field_ in spec.split(","):
+        key, sep, value = field_.partition("=")
+        key = key.strip().lower()
+        canon = _MOUNT_KEYS.get(key, key)
+        if not sep and key in ("readonly", "ro", "volume-nocopy", "bind-nonrecursive"):
+            value, sep = "true", "="  # a bare boolean key means true
+        if canon == "ro":
+            m["ReadOnly"] = _go_bool(value, spec)
+        elif not sep:
+            raise OptionError(f'invalid argument "{spec}" for "--mount" flag: invalid field \'{field_}\' '
+                              "must be a key=value pair")
+        elif canon == "type":
+            m["Type"] = value
+        elif canon == "src":
+            m["Source"] = value
+        elif canon == "dst":
+            m["Target"] = value
+        elif key == "bind-propagation":
+            bind["Propagation"] = value
+        elif key == "bind-nonrecursive":
+            bind["NonRecursive"] = _go_bool(value, spec)
+        elif key == "volume-nocopy":
+            vol["NoCopy"] = _go_bool(value, spec)
+        elif key == "volume-label":
+            k, _, v = value.partition("=")
+            vol.setdefault("Labels", {})[k] = v
+        elif key == "volume-driver":
+            vol.setdefault("DriverConfig", {})["Name"] = value
+        elif key == "volume-opt":
+            k, _, v = value.partition("=")
+            vol.setdefault("DriverConfig", {}).setdefault("Options", {})[k] = v
+        elif key == "volume-subpath":
+            vol["Subpath"] = value
+        elif key == "tmpfs-size":
+            tmpfs["SizeBytes"] = ram_in_bytes(value)
+        elif key == "tmpfs-mode":
+            try:
+                tmpfs["Mode"] = int(value, 8)
+            except ValueError:
+                raise OptionError(f'invalid argument "{spec}" for "--mount" flag: invalid tmpfs-mode') from None
+        elif key == "consistency":
+            m["Consistency"] = value
+        else:
+            raise OptionError(f'invalid argument "{spec}" for "--mount" flag: unexpected key \'{key}\' in '
+                              f"'{field_}'")
+    if m["Type"] == "bind" and bind:
+        m["BindOptions"] = bind
+    if m["Type"] == "volume" and vol:
+        m["VolumeOptions"] = vol
+    if m["Type"] == "tmpfs" and tmpfs:
+        m["TmpfsOptions"] = tmpfs
+    if not m.get("Target"):
+        raise OptionError(f'invalid argument "{spec}" for "--mount" flag: target is required')
+    return m
+
+
+def parse_tmpfs(specs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for spec in specs:
+        path, _, opts = spec.partition(":")
+        out[path] = opts
+    return out
+
+
 def parse_restart(policy: str | None) -> dict[str, Any] | None:
     if not policy:
         return None
@@ -190,6 +292,12 @@ def create_body(opts: RunOptions, environ: Mapping[str, str]) -> dict[str, Any]:
     }
     if binds:
         host_config["Binds"] = binds
+    if opts.mounts:
+        host_config["Mounts"] = [parse_mount(m) for m in opts.mounts]
+    if opts.tmpfs:
+        host_config["Tmpfs"] = parse_tmpfs(opts.tmpfs)
+    if opts.volumes_from:
+        host_config["VolumesFrom"] = list(opts.volumes_from)
     if port_bindings:
         host_config["PortBindings"] = port_bindings
     restart = parse_restart(opts.restart)

@@ -21,6 +21,7 @@ from berth.client.images import ImagesAPI
 from berth.client.query import Params, encode_params
 from berth.client.system import SystemAPI
 from berth.client.transport import Endpoint, parse_host, resolve_host
+from berth.client.volumes import VolumesAPI
 
 CLIENT_MAX_API = "1.45"
 # The oldest version the daemon may negotiate down to before we give up pretending.
@@ -57,6 +58,7 @@ class APIClient:
         self.images = ImagesAPI(self)
         self.execs = ExecAPI(self)
         self.system = SystemAPI(self)
+        self.volumes = VolumesAPI(self)
 
     # --- version -------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from berth.client.query import quote_path as _q
@@ -128,3 +129,73 @@ class ContainersAPI:
 
     def exec_create(self, id: str, config: dict[str, Any]) -> dict[str, Any]:
         return self.api.call("POST", f"/containers/{_q(id)}/exec", json_body=config)
+
+    # --- filesystem: diff, commit, export, archive (cp) -------------------------------------------
+
+    def changes(self, id: str) -> Objects:
+        return self.api.call("GET", f"/containers/{_q(id)}/changes") or []
+
+    def commit(
+        self,
+        container: str,
+        repo: str | None = None,
+        tag: str | None = None,
+        comment: str | None = None,
+        author: str | None = None,
+        pause: bool = True,
+        changes: Sequence[str] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        from berth.client.query import Repeated
+
+        params = {"container": container, "repo": repo, "tag": tag, "comment": comment, "author": author,
+                  "pause": pause, "changes": Repeated(changes) if changes else None}
+        return self.api.call("POST", "/commit", params=params, json_body=config or {})
+
+    def export(self, id: str) -> http.client.HTTPResponse:
+        return self.api.request("GET", f"/containers/{_q(id)}/export", stream=True)
+
+    def stat_path(self, id: str, path: str) -> dict[str, Any]:
+        """`HEAD .../archive`: the path's stat (name, size, mode, mtime, linkTarget)."""
+        resp = self.api.request("HEAD", f"/containers/{_q(id)}/archive", params={"path": path})
+        resp.read()
+        return _path_stat(resp)
+
+    def get_archive(self, id: str, path: str) -> tuple[http.client.HTTPResponse, dict[str, Any]]:
+        """A tar stream of `path` and the path's stat."""
+        resp = self.api.request("GET", f"/containers/{_q(id)}/archive", params={"path": path}, stream=True)
+        return resp, _path_stat(resp)
+
+    def put_archive(self, id: str, path: str, data: Any, no_overwrite_dir_non_dir: bool = False,
+                    copy_uid_gid: bool = False) -> None:
+        params = {"path": path, "noOverwriteDirNonDir": no_overwrite_dir_non_dir or None,
+                  "copyUIDGID": copy_uid_gid or None}
+        resp = self.api.request("PUT", f"/containers/{_q(id)}/archive", params=params, data=data,
+                                headers={"Content-Type": "application/x-tar"})
+        resp.read()
+
+    # --- resources: stats, update, pause --------------------------------------------------------
+
+    def stats(self, id: str, one_shot: bool = False) -> dict[str, Any]:
+        params = {"stream": False, "one-shot": one_shot or None}
+        return self.api.call("GET", f"/containers/{_q(id)}/stats", params=params)
+
+    def update(self, id: str, config: dict[str, Any]) -> dict[str, Any]:
+        return self.api.call("POST", f"/containers/{_q(id)}/update", json_body=config) or {}
+
+    def pause(self, id: str) -> None:
+        self.api.call("POST", f"/containers/{_q(id)}/pause")
+
+    def unpause(self, id: str) -> None:
+        self.api.call("POST", f"/containers/{_q(id)}/unpause")
+
+
+def _path_stat(resp: http.client.HTTPResponse) -> dict[str, Any]:
+    import base64
+    import json
+
+    raw = resp.getheader("X-Docker-Container-Path-Stat") or ""
+    try:
+        return json.loads(base64.b64decode(raw)) if raw else {}
+    except ValueError:
+        return {}

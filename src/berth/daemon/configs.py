@@ -177,8 +177,10 @@ def command(image_cfg: dict[str, Any], body: dict[str, Any]) -> tuple[str, list[
     return argv[0], argv[1:]
 
 
-def build_bundle(c: Container, cdir: str, rootfs: str) -> dict[str, Any]:
-    """Write the per-container /etc files and return the OCI config for this start."""
+def build_bundle(c: Container, cdir: str, rootfs: str,
+                 user_mounts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write the per-container /etc files and return the OCI config for this start.
+    `user_mounts` (binds, volumes, tmpfs) follow the /etc files; one at the same path wins."""
     hc = c.host_config
     cfg = c.config
     mode = hc["NetworkMode"]
@@ -216,7 +218,7 @@ def build_bundle(c: Container, cdir: str, rootfs: str) -> dict[str, Any]:
         cap_add=list(hc.get("CapAdd") or []),
         cap_drop=list(hc.get("CapDrop") or []),
         readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
-        mounts=etc_mounts,
+        mounts=_with_user_mounts(etc_mounts, user_mounts or []),
         cgroups_path=f"/berth/{c.id}",
         memory=hc.get("Memory") or None,
         memory_swap=hc.get("MemorySwap") or None,
@@ -240,6 +242,11 @@ def build_bundle(c: Container, cdir: str, rootfs: str) -> dict[str, Any]:
     )
     kwargs.update(_security_options(hc.get("SecurityOpt") or []))
     return spec.build_spec(spec.SpecOptions(**kwargs))
+
+
+def _with_user_mounts(etc_mounts: list[dict[str, Any]], user: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    taken = {m["destination"] for m in user}
+    return [m for m in etc_mounts if m["destination"] not in taken] + user
 
 
 def _security_options(opts: list[str]) -> dict[str, Any]:

@@ -25,10 +25,13 @@ from berth.images.store import ImageStore
 from berth.runtime import mount as mounts
 from berth.runtime.oci import ExitWatcher, OCIRuntime, StartError, pid_alive, unusable_reason
 from berth.snapshots.overlay import LayerStore
+from berth.volumes.driver import VolumeDriver
+from berth.volumes.local import LocalDriver
 
 from . import configs
 from .events import EventBus
 from .model import Container, now_rfc3339
+from .mounts import MountManager, RuntimeMounter
 
 log = logging.getLogger("berth.containers")
 
@@ -59,7 +62,8 @@ def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int
 
 class ContainerService:
     def __init__(self, root: str, db: Database, images: ImageStore, layers: LayerStore,
-                 runtimes: dict[str, OCIRuntime], default_runtime: str, events: EventBus) -> None:
+                 runtimes: dict[str, OCIRuntime], default_runtime: str, events: EventBus,
+                 volumes: VolumeDriver | None = None) -> None:
         self.root = os.path.join(root, "containers")
         os.makedirs(self.root, exist_ok=True)
         self.db = db
@@ -73,6 +77,9 @@ class ContainerService:
         self._watcher: ExitWatcher | None = None
         self._cleanups: dict[str, asyncio.Task[None]] = {}
         self._restarts: dict[str, asyncio.Task[None]] = {}
+        if volumes is None:
+            volumes = LocalDriver(os.path.join(root, "volumes"), db, RuntimeMounter())
+        self.mounts = MountManager(volumes, self.all, self.get)
         db.ensure_schema(SCHEMA)
 
     # --- ContainerUsage, for the image store -----------------------------------------------
@@ -167,6 +174,7 @@ class ContainerService:
                       top_chain=img.top_chain, path=path, args=args, config=config,
                       host_config=host_config, runtime=runtime)
         c.networks = configs.networks_for(host_config)
+        c.mounts = self.mounts.plan(cid, config, host_config)
         os.makedirs(self.rootfs(c), exist_ok=True)
         self.layers.prepare(cid, img.top_chain)
         self._by_id[cid] = c
@@ -211,7 +219,7 @@ class ContainerService:
             if not mounts.is_mounted(rootfs):
                 m = self.layers.mount_spec(c.id, c.top_chain)
                 mounts.mount(m.source, rootfs, m.type, m.options)
-            spec = configs.build_bundle(c, cdir, rootfs)
+            spec = configs.build_bundle(c, cdir, rootfs, self.mounts.oci_mounts(c, rootfs))
             tmp = os.path.join(cdir, "config.json.tmp")
             with open(tmp, "w") as f:
                 json.dump(spec, f)
@@ -342,6 +350,7 @@ class ContainerService:
             mounts.unmount(self.rootfs(c))
         except OSError as e:
             log.warning("unmount of %s failed: %s", c.id[:12], e)
+        self.mounts.release(c)
         try:  # a stale attach socket would be mistaken for the next run's
             os.unlink(os.path.join(self.dir(c), "attach"))
         except FileNotFoundError:
@@ -459,6 +468,8 @@ class ContainerService:
         # orphans that `recover` sweeps.
         await self._cleanup_after_exit(c)
         self._delete_files(c.id)
+        if volumes:
+            self.mounts.remove_anonymous(c)
         await asyncio.to_thread(self.images.gc_layers)
 
     def _delete_files(self, cid: str) -> None:
@@ -518,10 +529,21 @@ class ContainerService:
             if not c.running:
                 c.exited.set()
                 continue
+            self.mounts.reacquire(c)  # so the exit, now or later, releases its volumes
             if c.conmon_pid and pid_alive(c.conmon_pid) and _is_conmon_of(c.conmon_pid, c.id):
                 self._watch(c)
             else:
                 await self._on_exit(c, c.conmon_pid)
+        loop = asyncio.get_running_loop()
+        for c in list(self._by_id.values()):
+            if not c.running and _restart_at_daemon_start(c):
+                loop.create_task(self._start_recovered(c))
+
+    async def _start_recovered(self, c: Container) -> None:
+        try:
+            await self.start(c.id)
+        except BerthError as e:  # NotModified too: something started it first
+            log.warning("restart policy: start of %s failed: %s", c.id[:12], e.message)
 
     def _sweep_orphans(self) -> None:
         """Directories of containers whose record is gone (removed just before a crash)."""
@@ -561,6 +583,26 @@ class ContainerService:
         from .model import rfc3339_to_unix
 
         return rfc3339_to_unix(c.state["StartedAt"])
+
+
+def _restart_at_daemon_start(c: Container) -> bool:
+    """dockerd's rule for a stopped container when the daemon starts: `always` comes back even
+    if the user stopped it, `unless-stopped` only if they did not, `on-failure` after a non-zero
+    exit within its retry count (and, in berth, not after a stop by the user); never one that
+    was never started."""
+    if c.state["StartedAt"].startswith("0001") or c.host_config.get("AutoRemove"):
+        return False
+    policy = c.host_config.get("RestartPolicy") or {}
+    name = policy.get("Name") or "no"
+    if name == "always":
+        return True
+    if name == "unless-stopped":
+        return not c.stopped_by_user
+    if name == "on-failure":
+        limit = int(policy.get("MaximumRetryCount") or 0)
+        return (int(c.state["ExitCode"]) != 0 and not c.stopped_by_user
+                and (not limit or c.restart_count < limit))
+    return False
 
 
 def _is_conmon_of(pid: int, cid: str) -> bool:

@@ -9,7 +9,6 @@ import json
 import os
 import platform
 import shutil
-import threading
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from typing import Any, BinaryIO
@@ -23,6 +22,7 @@ from berth.snapshots.tarapply import open_decompressed
 
 from .events import EventBus
 from .model import now_rfc3339, rfc3339_to_unix
+from .streams import stream_from_thread as _stream_from_thread
 
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
@@ -333,73 +333,3 @@ def _comment(cfg: dict[str, Any]) -> str:
 async def _drain(body: AsyncIterator[bytes]) -> None:
     async for _ in body:
         pass
-
-
-class _PipeWriter:
-    """A file-like writer whose bytes come out of an asyncio queue on the loop side."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, q: asyncio.Queue[bytes | None]):
-        self._loop = loop
-        self._q = q
-        self._buf = bytearray()
-        self._room = threading.Semaphore(8)  # bound memory: at most 8 chunks in flight
-        self._cancelled = False
-
-    def cancel(self) -> None:
-        """The reader went away (client disconnected): make the producer stop."""
-        self._cancelled = True
-        for _ in range(8):
-            self._room.release()
-
-    def write(self, data: bytes) -> int:
-        if self._cancelled:
-            raise BrokenPipeError("the client went away")
-        self._buf += data
-        if len(self._buf) >= 1 << 20:
-            self.flush()
-        return len(data)
-
-    def flush(self) -> None:
-        if self._buf:
-            self._room.acquire()
-            self._loop.call_soon_threadsafe(self._q.put_nowait, bytes(self._buf))
-            self._buf.clear()
-
-    def release(self) -> None:
-        self._room.release()
-
-
-def _stream_from_thread(produce: Callable[[Any], None]) -> AsyncIterator[bytes]:
-    async def gen() -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        q: asyncio.Queue[bytes | None] = asyncio.Queue()
-        w = _PipeWriter(loop, q)
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                produce(w)
-                w.flush()
-            except BaseException as e:  # noqa: BLE001 - handed to the loop side
-                errors.append(e)
-            finally:
-                loop.call_soon_threadsafe(q.put_nowait, None)
-
-        fut = loop.run_in_executor(None, run)
-        try:
-            while True:
-                chunk = await q.get()
-                if chunk is None:
-                    break
-                w.release()
-                yield chunk
-        finally:
-            if not fut.done():
-                w.cancel()
-        await fut
-        if errors:
-            raise errors[0]
-
-    return gen()
-
-

@@ -55,19 +55,28 @@ async def run(args: argparse.Namespace) -> None:
     from berth.images.store import ImageStore
     from berth.runtime.oci import OCIRuntime, RuntimeInfo
     from berth.snapshots.overlay import LayerStore
+    from berth.volumes.local import LocalDriver
 
+    from .archive import ArchiveAPI
+    from .commit import CommitAPI
     from .container_api import ContainerAPI
     from .containers import ContainerService
     from .events import EventBus
     from .execs import ExecService
     from .image_api import ImageAPI
+    from .mounts import RuntimeMounter
+    from .resources import ResourceAPI
     from .system_api import SystemAPI
+    from .volume_api import VolumeAPI
 
     data_root = os.path.abspath(args.data_root)
     exec_root = os.path.abspath(args.exec_root)
     os.makedirs(data_root, mode=0o711, exist_ok=True)
     os.makedirs(exec_root, mode=0o711, exist_ok=True)
     lock_fd = _lock(os.path.join(data_root, "berthd.lock"))
+    # conmon inherits our working directory and drops a stray `oom` file there on an OOM kill
+    # (the one berth reads is in the container's persist dir): keep it in the exec root.
+    os.chdir(exec_root)
 
     db = Database(os.path.join(data_root, "berth.db"))
     content = ContentStore(os.path.join(data_root, "content"))
@@ -94,7 +103,9 @@ async def run(args: argparse.Namespace) -> None:
 
     usage = _Usage()
     images = ImageStore(db, content, layers, usage)
-    containers = ContainerService(data_root, db, images, layers, runtimes, args.default_runtime, events)
+    volumes = LocalDriver(os.path.join(data_root, "volumes"), db, RuntimeMounter())
+    containers = ContainerService(data_root, db, images, layers, runtimes, args.default_runtime, events,
+                                  volumes=volumes)
     usage.svc = containers
     await containers.recover()
     daemon_id = _daemon_id(data_root)
@@ -102,7 +113,10 @@ async def run(args: argparse.Namespace) -> None:
                          {n: r.info.path for n, r in runtimes.items()}, args.default_runtime)
     router = build_router(f"berth/{__version__}", system_b, ContainerAPI(containers),
                           ImageAPI(images, events, os.path.join(data_root, "tmp"), lambda: "1.45"),
-                          ExecService(containers))
+                          ExecService(containers), VolumeAPI(volumes, containers.mounts, events),
+                          archive_b=ArchiveAPI(containers, os.path.join(data_root, "tmp")),
+                          commit_b=CommitAPI(containers, images, os.path.join(data_root, "tmp")),
+                          resources_b=ResourceAPI(containers))
 
     servers = []
     for host in args.host or [f"unix://{DEFAULT_SOCKET}"]:

@@ -50,9 +50,11 @@ class Container:
     conmon_pid: int = 0
     runtime: str = "runc"
     networks: dict[str, Any] = field(default_factory=dict)
-    # Not persisted: set by stop/kill so the restart policy leaves the container down; the
-    # backoff of the next automatic restart.
+    mounts: list[dict[str, Any]] = field(default_factory=list)  # see daemon/mounts.py
+    # Set by stop/kill so the restart policy leaves the container down (persisted: a restarted
+    # berthd starts `unless-stopped` containers only if the user did not stop them).
     stopped_by_user: bool = field(default=False, repr=False)
+    # Not persisted: the backoff of the next automatic restart.
     restart_delay: float = field(default=0.0, repr=False)
     # Not persisted: wakes waiters and log followers.
     exited: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -63,7 +65,8 @@ class Container:
     followers_gone: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     PERSISTED = ("id", "name", "created", "image", "image_id", "top_chain", "path", "args", "config",
-                 "host_config", "state", "restart_count", "conmon_pid", "runtime", "networks")
+                 "host_config", "state", "restart_count", "conmon_pid", "runtime", "networks",
+                 "mounts", "stopped_by_user")
 
     def to_record(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.PERSISTED}
@@ -116,6 +119,11 @@ class Container:
         ago = human_duration(time.time() - rfc3339_to_unix(st["FinishedAt"]))
         return f"Exited ({st['ExitCode']}) {ago} ago"
 
+    def mounts_view(self) -> list[dict[str, Any]]:
+        from .mounts import api_view
+
+        return [api_view(mp) for mp in self.mounts]
+
     def network_settings(self) -> dict[str, Any]:
         return {
             "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
@@ -148,7 +156,7 @@ class Container:
             "ExecIDs": None,
             "HostConfig": self.host_config,
             "GraphDriver": graph_driver,
-            "Mounts": [],
+            "Mounts": self.mounts_view(),
             "Config": self.config,
             "NetworkSettings": self.network_settings(),
         }
@@ -171,5 +179,5 @@ class Container:
             "Status": self.human_status(),
             "HostConfig": {"NetworkMode": self.host_config.get("NetworkMode", "default")},
             "NetworkSettings": {"Networks": self.networks},
-            "Mounts": [],
+            "Mounts": self.mounts_view(),
         }

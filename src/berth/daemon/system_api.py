@@ -111,11 +111,13 @@ class SystemAPI:
         return self.events_bus.subscribe(since, until, filters)
 
     def df(self) -> dict[str, Any]:
+        from .volume_api import volume_usage
+
         images = self.containers.images.all()
         return {
             "LayersSize": sum(i.size for i in images),
             "Images": [{"Id": i.id, "ParentId": "", "RepoTags": [], "RepoDigests": [], "Created": 0,
                         "Size": i.size, "SharedSize": -1, "VirtualSize": i.size, "Labels": {},
                         "Containers": len(self.containers.users(i.id))} for i in images],
-            "Containers": [], "Volumes": [], "BuildCache": [],
+            "Containers": [], "Volumes": volume_usage(self.containers.mounts), "BuildCache": [],
         }

@@ -221,6 +221,13 @@ class OCIRuntime:
         if rc != 0:
             raise Conflict(_clean_runtime_message(err.decode(errors="replace")))
 
+    async def update(self, cid: str, resources: dict[str, object]) -> None:
+        """Change a running container's cgroup limits (OCI LinuxResources JSON)."""
+        rc, _o, err = await self._run("update", "--resources", "-", cid, stdin=json.dumps(resources).encode())
+        if rc != 0:
+            raise BerthError(f"Cannot update container {cid}: "
+                             f"{_clean_runtime_message(err.decode(errors='replace'))}")
+
     async def state(self, cid: str) -> dict[str, object] | None:
         rc, out, _err = await self._run("state", cid)
         if rc != 0:

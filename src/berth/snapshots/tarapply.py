@@ -24,7 +24,7 @@ import shutil
 import stat
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
@@ -36,8 +36,11 @@ __all__ = [
     "TarWriter",
     "UnsafeArchive",
     "apply_layer",
+    "extract_archive",
     "open_decompressed",
     "write_layer",
+    "write_path",
+    "write_tree",
 ]
 
 CHUNK = 1 << 20
@@ -237,8 +240,20 @@ class _StrictTarInfo(tarfile.TarInfo):
 
 
 class _Extractor:
-    def __init__(self, dest: str) -> None:
-        self.root_fd = os.open(dest, _DIR_FLAGS)
+    """`layer`: image-layer form (whiteouts become overlay whiteouts, `dest` is a layer
+    directory); otherwise a plain copy into a live directory (`docker cp`), where a whiteout
+    entry removes what it names, `no_overwrite_dir_non_dir` refuses to swap a directory for a
+    non-directory or back, and `owner` replaces every entry's uid/gid."""
+
+    def __init__(self, dest: str | int, layer: bool = True, no_overwrite_dir_non_dir: bool = False,
+                 owner: tuple[int, int] | None = None) -> None:
+        if isinstance(dest, int):
+            self.root_fd = os.open(".", _DIR_FLAGS, dir_fd=dest)
+        else:
+            self.root_fd = os.open(dest, _DIR_FLAGS)
+        self.layer = layer
+        self.no_overwrite_dir_non_dir = no_overwrite_dir_non_dir
+        self.owner = owner
         # descriptors of directories already walked, by path components; () is the root
         self._dirs: dict[tuple[str, ...], int] = {(): self.root_fd}
         # non-directories written by this archive: the only valid hardlink targets
@@ -363,6 +378,11 @@ class _Extractor:
         if not parts:
             return  # the root's own entry: the layer directory is not the archive's to change
         base = parts[-1]
+        if self.owner is not None:
+            info.uid, info.gid = self.owner
+        if not self.layer:
+            self._apply_copy(info, tf, parts)
+            return
         if any(p.startswith(WHITEOUT_META_PREFIX) for p in parts):
             if base == WHITEOUT_OPAQUE and not any(p.startswith(WHITEOUT_META_PREFIX) for p in parts[:-1]):
                 pfd = self._dir_fd(parts[:-1], entry)
@@ -372,6 +392,32 @@ class _Extractor:
         if base.startswith(WHITEOUT_PREFIX):
             self._whiteout(info, parts)
             return
+        self._apply_entry(info, tf, parts)
+
+    def _apply_copy(self, info: tarfile.TarInfo, tf: tarfile.TarFile, parts: tuple[str, ...]) -> None:
+        base = parts[-1]
+        if any(p.startswith(WHITEOUT_META_PREFIX) for p in parts):
+            return
+        if base.startswith(WHITEOUT_PREFIX):
+            hidden = base[len(WHITEOUT_PREFIX):]
+            if hidden not in ("", ".", ".."):
+                self._remove(self._dir_fd(parts[:-1], info.name), parts[:-1] + (hidden,))
+            return
+        if self.no_overwrite_dir_non_dir:
+            pfd = self._dir_fd(parts[:-1], info.name)
+            try:
+                st = os.lstat(base, dir_fd=pfd)
+            except FileNotFoundError:
+                st = None
+            if st is not None and stat.S_ISDIR(st.st_mode) != info.isdir():
+                what = ("directory", "non-directory") if stat.S_ISDIR(st.st_mode) else ("non-directory",
+                                                                                       "directory")
+                raise InvalidParameter(f"cannot overwrite {what[0]} {'/' + '/'.join(parts)!r} with "
+                                       f"{what[1]} {info.name!r}")
+        self._apply_entry(info, tf, parts)
+
+    def _apply_entry(self, info: tarfile.TarInfo, tf: tarfile.TarFile, parts: tuple[str, ...]) -> None:
+        entry = info.name
         pfd = self._dir_fd(parts[:-1], entry)
         path = "/".join(parts)
         if info.isdir():
@@ -530,37 +576,55 @@ def apply_layer(stream: BinaryIO, dest: str) -> AppliedLayer:
     src = _Digesting(open_decompressed(stream))
     ex = _Extractor(dest)
     try:
-        try:
-            tf = tarfile.open(fileobj=cast(BinaryIO, src), mode="r|", bufsize=_TAR_BUFSIZE,
-                              encoding="utf-8", errors="surrogateescape", tarinfo=_StrictTarInfo)
-        except tarfile.ReadError as e:
-            if src.count == 0:  # a zero-byte layer is an empty one
-                return AppliedLayer(diff_id=src.digest(), size=0, tar_size=0)
-            raise InvalidParameter(f"layer is not a tar archive: {e}") from None
-        with tf:
-            while True:
-                try:
-                    info = tf.next()
-                except tarfile.TarError as e:
-                    raise InvalidParameter(f"invalid layer tar: {e}") from None
-                if info is None:
-                    break
-                # stream mode still remembers every member; a big layer has hundreds of thousands
-                tf.members.clear()  # type: ignore[attr-defined]
-                try:
-                    ex.apply(info, tf)
-                except tarfile.TarError as e:
-                    raise InvalidParameter(f"invalid layer tar at {info.name!r}: {e}") from None
-                except OSError as e:
-                    if e.errno in _HOST_ERRNOS:
-                        raise SystemError_(f"cannot apply layer entry {info.name!r}: {e}") from e
-                    raise InvalidParameter(f"cannot apply layer entry {info.name!r}: {e.strerror}") from e
-            ex.finish()
+        _run_extractor(src, ex, "layer")
         # the DiffID covers everything up to EOF, including the end-of-archive blocks and padding
         src.drain()
     finally:
         ex.close()
     return AppliedLayer(diff_id=src.digest(), size=ex.size, tar_size=src.count)
+
+
+def extract_archive(stream: BinaryIO, dest_fd: int, no_overwrite_dir_non_dir: bool = False,
+                    owner: tuple[int, int] | None = None) -> None:
+    """Unpack a tar (plain or compressed) into the live directory `dest_fd` (`docker cp` into a
+    container), with the same safety rules as `apply_layer`: nothing outside `dest_fd` is
+    created, changed or removed and no symlink is followed. Whiteout entries remove what they
+    name; `owner` (uid, gid) replaces the archive's owners."""
+    src = _Digesting(open_decompressed(stream))
+    ex = _Extractor(dest_fd, layer=False, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, owner=owner)
+    try:
+        _run_extractor(src, ex, "archive")
+    finally:
+        ex.close()
+
+
+def _run_extractor(src: _Digesting, ex: _Extractor, what: str) -> None:
+    try:
+        tf = tarfile.open(fileobj=cast(BinaryIO, src), mode="r|", bufsize=_TAR_BUFSIZE,
+                          encoding="utf-8", errors="surrogateescape", tarinfo=_StrictTarInfo)
+    except tarfile.ReadError as e:
+        if src.count == 0:  # a zero-byte layer is an empty one
+            return
+        raise InvalidParameter(f"{what} is not a tar archive: {e}") from None
+    with tf:
+        while True:
+            try:
+                info = tf.next()
+            except tarfile.TarError as e:
+                raise InvalidParameter(f"invalid {what} tar: {e}") from None
+            if info is None:
+                break
+            # stream mode still remembers every member; a big layer has hundreds of thousands
+            tf.members.clear()  # type: ignore[attr-defined]
+            try:
+                ex.apply(info, tf)
+            except tarfile.TarError as e:
+                raise InvalidParameter(f"invalid {what} tar at {info.name!r}: {e}") from None
+            except OSError as e:
+                if e.errno in _HOST_ERRNOS:
+                    raise SystemError_(f"cannot apply {what} entry {info.name!r}: {e}") from e
+                raise InvalidParameter(f"cannot apply {what} entry {info.name!r}: {e.strerror}") from e
+        ex.finish()
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -656,16 +720,17 @@ def _read_xattrs(path: str) -> dict[str, str]:
 
 
 class _LayerWalker:
-    def __init__(self, tw: TarWriter) -> None:
+    def __init__(self, tw: TarWriter, exclude: Collection[str] = ()) -> None:
         self._tw = tw
         self._links: dict[tuple[int, int], str] = {}  # (dev, inode) -> first name written
+        self._exclude = set(exclude)
 
-    def walk_root(self, root: int) -> None:
+    def walk_root(self, root: int, prefix: str = "") -> None:
         if self._is_opaque(root):
-            self._opaque_marker("", os.fstat(root))
+            self._opaque_marker(prefix, os.fstat(root))
         # an explicit stack, not recursion: a container can nest directories deeper than
         # Python's recursion limit
-        stack: list[tuple[int, str, Iterator[str]]] = [(root, "", self._names(root))]
+        stack: list[tuple[int, str, Iterator[str]]] = [(root, prefix, self._names(root))]
         try:
             while stack:
                 dfd, prefix, names = stack[-1]
@@ -675,15 +740,17 @@ class _LayerWalker:
                     if dfd != root:
                         os.close(dfd)
                     continue
-                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                if prefix + name in self._exclude:
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed by a running container while we walked
                 if not stat.S_ISDIR(st.st_mode):
                     self._entry(dfd, prefix, name, st)
                     continue
                 rel = prefix + name
-                info = _header(rel, st)
-                info.type = tarfile.DIRTYPE
-                info.pax_headers = _read_xattrs(f"/proc/self/fd/{dfd}/{name}")
-                self._tw.add(info)
+                self.dir_header(dfd, name, rel, st)
                 fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
                 stack.append((fd, rel + "/", iter(())))
                 if self._is_opaque(fd):
@@ -694,14 +761,20 @@ class _LayerWalker:
                 if dfd != root:
                     os.close(dfd)
 
+    def dir_header(self, dfd: int, name: str, rel: str, st: os.stat_result) -> None:
+        info = _header(rel, st)
+        info.type = tarfile.DIRTYPE
+        info.pax_headers = _read_xattrs(f"/proc/self/fd/{dfd}/{name}")
+        self._tw.add(info)
+
     @staticmethod
     def _names(dfd: int) -> Iterator[str]:
         with os.scandir(dfd) as it:
             return iter(sorted((e.name for e in it), key=os.fsencode))
 
-    def _entry(self, dfd: int, prefix: str, name: str, st: os.stat_result) -> None:
-        """A non-directory."""
-        rel = prefix + name
+    def _entry(self, dfd: int, prefix: str, name: str, st: os.stat_result, arcname: str = "") -> None:
+        """A non-directory (`arcname`: its name in the archive, if not `prefix + name`)."""
+        rel = arcname or prefix + name
         mode = st.st_mode
         proc = f"/proc/self/fd/{dfd}/{name}"
         if stat.S_ISCHR(mode) and st.st_rdev == 0:
@@ -757,14 +830,47 @@ class _LayerWalker:
         self._tw.add(info)
 
 
-def write_layer(upper_dir: str, out: BinaryIO) -> str:
+def write_layer(upper_dir: str, out: BinaryIO, exclude: Collection[str] = ()) -> str:
     """Tar `upper_dir` (an overlay upper or layer directory) into `out` in image-layer form:
     sorted, numeric owners, whiteouts and opaque directories in their `.wh.` tar form,
-    hardlinks by inode, xattrs as PAX records. Returns the DiffID of what was written."""
-    tw = TarWriter(out)
+    hardlinks by inode, xattrs as PAX records. `exclude`: relative paths left out (with what
+    is below them). Returns the DiffID of what was written."""
     root = os.open(upper_dir, _DIR_FLAGS)
     try:
-        _LayerWalker(tw).walk_root(root)
+        return write_tree(root, out, exclude)
     finally:
         os.close(root)
+
+
+def write_tree(root_fd: int, out: BinaryIO, exclude: Collection[str] = ()) -> str:
+    """`write_layer` of the directory open as `root_fd`; on a mounted overlay (no whiteouts to
+    see) this is the flattened filesystem, as `docker export` writes it."""
+    tw = TarWriter(out)
+    fd = os.open(".", _DIR_FLAGS, dir_fd=root_fd)
+    try:
+        _LayerWalker(tw, exclude).walk_root(fd)
+    finally:
+        os.close(fd)
     return tw.close()
+
+
+def write_path(parent_fd: int, name: str, arcname: str, out: BinaryIO) -> None:
+    """Tar one entry, `name` in the directory `parent_fd` ("" for that directory itself), and
+    everything below it when it is a directory, under the archive name `arcname` (docker's
+    rebase: `GET /containers/{id}/archive`). Never follows a symlink: a link is archived as one."""
+    tw = TarWriter(out, digest=False)
+    walker = _LayerWalker(tw)
+    if name:
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    else:
+        st = os.stat(parent_fd)
+    if stat.S_ISDIR(st.st_mode):
+        fd = os.open(name or ".", _DIR_FLAGS, dir_fd=parent_fd)
+        try:
+            walker.dir_header(fd, ".", arcname, st)
+            walker.walk_root(fd, "" if arcname == "/" else arcname.rstrip("/") + "/")
+        finally:
+            os.close(fd)
+    else:
+        walker._entry(parent_fd, "", name, st, arcname=arcname)
+    tw.close()

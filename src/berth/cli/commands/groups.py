@@ -12,8 +12,12 @@ CONTAINER: dict[str, tuple[str, str, str]] = {
         "attach",
         "Attach local standard input, output, and error streams to a running container",
     ),
+    "commit": ("container_fs", "commit", "Create a new image from a container's changes"),
+    "cp": ("container_fs", "cp", "Copy files/folders between a container and the local filesystem"),
     "create": ("container_run", "create", "Create a new container"),
+    "diff": ("container_fs", "diff", "Inspect changes to files or directories on a container's filesystem"),
     "exec": ("container_exec", "exec_", "Execute a command in a running container"),
+    "export": ("container_fs", "export", "Export a container's filesystem as a tar archive"),
     "inspect": ("inspect", "container_inspect", "Display detailed information on one or more containers"),
     "kill": ("container_life", "kill", "Kill one or more running containers"),
     "logs": ("container_logs", "logs", "Fetch the logs of a container"),
@@ -29,7 +33,11 @@ CONTAINER: dict[str, tuple[str, str, str]] = {
     "run": ("container_run", "run", "Create and run a new container from an image"),
     "start": ("container_life", "start", "Start one or more stopped containers"),
     "stop": ("container_life", "stop", "Stop one or more running containers"),
+    "pause": ("container_res", "pause", "Pause all processes within one or more containers"),
+    "stats": ("container_res", "stats", "Display a live stream of container(s) resource usage statistics"),
     "top": ("container_info", "top", "Display the running processes of a container"),
+    "unpause": ("container_res", "unpause", "Unpause all processes within one or more containers"),
+    "update": ("container_res", "update", "Update configuration of one or more containers"),
     "wait": (
         "container_life",
         "wait",
@@ -51,6 +59,16 @@ IMAGE: dict[str, tuple[str, str, str]] = {
     "tag": ("images", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
 }
 
+VOLUME: dict[str, tuple[str, str, str]] = {
+    "create": ("volumes", "create", "Create a volume"),
+    "inspect": ("volumes", "inspect", "Display detailed information on one or more volumes"),
+    "ls": ("volumes", "ls", "List volumes"),
+    "list": ("volumes", "ls", ""),
+    "prune": ("volumes", "prune", "Remove unused local volumes"),
+    "rm": ("volumes", "rm", "Remove one or more volumes"),
+    "remove": ("volumes", "rm", ""),
+}
+
 SYSTEM: dict[str, tuple[str, str, str]] = {
     "events": ("system", "events", "Get real time events from the server"),
     "info": ("system", "info", "Display system-wide information"),
@@ -70,3 +88,8 @@ def image() -> None:
 @click.group("system", cls=LazyGroup, table=SYSTEM, context_settings=CONTEXT_SETTINGS)
 def system() -> None:
     """Manage berth"""
+
+
+@click.group("volume", cls=LazyGroup, table=VOLUME, context_settings=CONTEXT_SETTINGS)
+def volume() -> None:
+    """Manage volumes"""
