@@ -199,3 +199,20 @@ def test_docker_cli_cp_commit_export(berthd: Daemon, tmp_path: Path) -> None:
     finally:
         docker_cli(berthd, "rm", "-f", name)
         docker_cli(berthd, "rmi", "-f", image, check=False)
+
+
+def test_archive_sees_volumes_of_stopped_and_running_containers(dockerpy: docker.DockerClient) -> None:
+    c = dockerpy.containers.run("busybox", ["sh", "-c", "echo in-volume > /vol1/data.txt"], detach=True,
+                                volumes=["/vol1"])
+    try:
+        c.wait()
+        bits, st = c.get_archive("/vol1/data.txt")
+        assert st["name"] == "data.txt" and st["size"] == 10
+        assert c.put_archive("/vol1", _tar({"put.txt": b"p"}))
+        c2 = dockerpy.containers.run("busybox", ["sleep", "1000"], detach=True, volumes_from=[c.id])
+        try:
+            assert _untar(c2.get_archive("/vol1/put.txt")[0]).extractfile("put.txt").read() == b"p"  # type: ignore[union-attr]
+        finally:
+            c2.remove(force=True)
+    finally:
+        c.remove(force=True, v=True)

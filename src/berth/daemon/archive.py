@@ -30,19 +30,28 @@ from .model import Container
 from .streams import stream_from_thread
 
 _ROOT_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_MS_BIND = 4096
+_MS_REC = 16384
 
 
 @contextlib.asynccontextmanager
-async def container_root(svc: ContainerService, c: Container) -> AsyncIterator[int]:
+async def container_root(svc: ContainerService, c: Container, live: bool = False) -> AsyncIterator[int]:
     """An O_PATH descriptor of the container's root filesystem (merged view) for the block.
     A running container's mount is used as it is: should it exit meanwhile, its lazy unmount
-    leaves our descriptor working. A stopped one is mounted here and held under its lock."""
+    leaves our descriptor working. A stopped one is mounted here and held under its lock.
+    `live`: for a running container, its root as its own processes see it (`/proc/PID/root`,
+    with its volumes and /etc files mounted), as `docker cp` shows it."""
     rootfs = svc.rootfs(c)
     await c.busy.acquire()
     locked = True
     mounted_here = False
     try:
-        if c.running and mounts.is_mounted(rootfs):
+        pid = int(c.state.get("Pid") or 0)
+        if live and c.running and pid and not c.state["Restarting"] and mounts.is_mounted(rootfs):
+            fd = os.open(f"/proc/{pid}/root", _ROOT_FLAGS)
+            c.busy.release()
+            locked = False
+        elif c.running and mounts.is_mounted(rootfs):
             fd = os.open(rootfs, _ROOT_FLAGS)
             c.busy.release()
             locked = False
@@ -53,6 +62,8 @@ async def container_root(svc: ContainerService, c: Container) -> AsyncIterator[i
                 mounts.mount(m.source, rootfs, m.type, m.options)
                 mounted_here = True
             fd = os.open(rootfs, _ROOT_FLAGS)
+            if mounted_here and live:
+                _bind_volumes(fd, c.mounts)
         try:
             yield fd
         finally:
@@ -62,6 +73,39 @@ async def container_root(svc: ContainerService, c: Container) -> AsyncIterator[i
             mounts.unmount(rootfs)
         if locked:
             c.busy.release()
+
+
+def _bind_volumes(root_fd: int, points: list[dict[str, Any]]) -> None:
+    """Bind the container's volumes and bind mounts into its (temporarily mounted) root, as at
+    start, so `cp` of a stopped container sees them. Each target is resolved inside the root and
+    mounted on through its descriptor; the lazy unmount of the root takes them all away."""
+    for mp in points:
+        source = mp.get("Source") or ""
+        if mp.get("Type") not in ("volume", "bind") or not source:
+            continue
+        if mp.get("Subpath"):
+            source = os.path.join(source, mp["Subpath"])
+        if not os.path.exists(source):
+            continue
+        want_dir = os.path.isdir(source)
+        dest = mp["Destination"]
+        try:
+            target = rootpath.open_in_root(root_fd, dest, os.O_PATH)
+        except FileNotFoundError:
+            pfd, base = rootpath.open_parent(root_fd, dest)
+            try:
+                if want_dir:
+                    os.mkdir(base, 0o755, dir_fd=pfd)
+                else:
+                    os.close(os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644,
+                                     dir_fd=pfd))
+            finally:
+                os.close(pfd)
+            target = rootpath.open_in_root(root_fd, dest, os.O_PATH)
+        try:
+            mounts.mount(source, f"/proc/self/fd/{target}", "", [], _MS_BIND | _MS_REC)
+        finally:
+            os.close(target)
 
 
 def go_file_mode(mode: int) -> int:
@@ -160,19 +204,19 @@ class ArchiveAPI:
 
     async def stat_path(self, ref: str, path: str) -> str:
         c = self.svc.get(ref)
-        async with container_root(self.svc, c) as root_fd:
+        async with container_root(self.svc, c, live=True) as root_fd:
             info, pfd, _ = self._stat(root_fd, c, path)
             os.close(pfd)
         return encode_stat(info)
 
     async def get_archive(self, ref: str, path: str) -> tuple[str, AsyncIterator[bytes]]:
         c = self.svc.get(ref)
-        async with container_root(self.svc, c) as root_fd:
+        async with container_root(self.svc, c, live=True) as root_fd:
             info, pfd, _ = self._stat(root_fd, c, path)
             os.close(pfd)
 
         async def body() -> AsyncIterator[bytes]:
-            async with container_root(self.svc, c) as root_fd:
+            async with container_root(self.svc, c, live=True) as root_fd:
                 info, pfd, base = self._stat(root_fd, c, path)
                 try:
                     arcname = info["name"]
@@ -195,7 +239,7 @@ class ArchiveAPI:
             with open(spool, "wb") as f:
                 async for chunk in body:
                     f.write(chunk)
-            async with container_root(self.svc, c) as root_fd:
+            async with container_root(self.svc, c, live=True) as root_fd:
                 try:
                     dest = rootpath.open_dir(root_fd, path)
                 except FileNotFoundError:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from berth.common import reference
-from berth.common.errors import InvalidParameter
+from berth.common.errors import Conflict, InvalidParameter
 from berth.images.changes import apply_changes
 from berth.images.store import ImageStore, NewLayer
 from berth.runtime.etcfiles import MOUNT_POINTS as ETC_MOUNT_POINTS
@@ -71,12 +71,18 @@ class CommitAPI:
         runtime = self.svc.runtimes[c.runtime]
         paused = pause and c.running and not c.state["Paused"] and not c.state["Restarting"]
         if paused:
-            await runtime.pause(c.id)
+            try:
+                await runtime.pause(c.id)
+            except Conflict:  # it exited just now: nothing to hold still
+                paused = False
         try:
             layer = await asyncio.to_thread(self._write_layer, c)
         finally:
             if paused:
-                await runtime.resume(c.id)
+                try:
+                    await runtime.resume(c.id)
+                except Conflict:
+                    pass
         try:
             image_id = await asyncio.to_thread(self._add_image, c, layer, new_config, comment, author, name)
         finally:

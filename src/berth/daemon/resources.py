@@ -38,7 +38,11 @@ class ResourceAPI:
     def _sample(self, c: Container) -> dict[str, Any] | None:
         if not c.running or c.state["Restarting"]:
             return None
-        return cgroups.container_stats(f"{CGROUP_PARENT}/{c.id}")
+        sample = cgroups.container_stats(f"{CGROUP_PARENT}/{c.id}")
+        if sample is not None and c.host_config.get("NetworkMode") != "host":
+            # docker-py and the CLI expect the key; empty until containers have interfaces
+            sample["networks"] = cgroups.network_stats(int(c.state["Pid"] or 0))
+        return sample
 
     def _shape(self, c: Container, sample: dict[str, Any] | None, pre: dict[str, Any] | None,
                preread: str) -> dict[str, Any]:

@@ -78,6 +78,22 @@ def container_stats(cgroups_path: str) -> dict[str, Any] | None:
     return _v1(rel)
 
 
+def network_stats(pid: int) -> dict[str, dict[str, int]]:
+    """Per-interface counters of the network namespace `pid` is in (loopback left out, as
+    dockerd reports only the container's endpoints), from /proc/PID/net/dev."""
+    out: dict[str, dict[str, int]] = {}
+    for line in (_read(f"/proc/{pid}/net/dev") or "").splitlines()[2:]:
+        name, _, rest = line.partition(":")
+        name = name.strip()
+        f = rest.split()
+        if name == "lo" or len(f) < 16:
+            continue
+        v = [int(x) for x in f]
+        out[name] = {"rx_bytes": v[0], "rx_packets": v[1], "rx_errors": v[2], "rx_dropped": v[3],
+                     "tx_bytes": v[8], "tx_packets": v[9], "tx_errors": v[10], "tx_dropped": v[11]}
+    return out
+
+
 # --- cgroup v1 --------------------------------------------------------------------------------
 
 def _v1(rel: str) -> dict[str, Any] | None:
