@@ -48,6 +48,10 @@ def _lock(path: str) -> int:
 
 
 async def run(args: argparse.Namespace) -> None:
+    # Reap runtime processes through pidfds on the loop, not a waiting thread per process.
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
     from berth.api.app import build_router
     from berth.api.http.server import serve_tcp, serve_unix
     from berth.common.db import Database
