@@ -44,6 +44,8 @@ class Daemon:
     proc: subprocess.Popen[bytes]
     log: str
     extra_args: list[str] = field(default_factory=list)
+    bridge: str = ""  # the default bridge network's interface, own to this daemon
+    iptables_prefix: str = ""
 
     @property
     def host(self) -> str:
@@ -105,11 +107,22 @@ def busybox_tar() -> Path:
     return BUSYBOX_TAR
 
 
+def network_args() -> tuple[str, str, list[str]]:
+    """A bridge name, a chain prefix and an address pool of the daemon's own, so that test daemons,
+    and the user's berthd (berth0, BERTH, 10.210.0.0/16), can run side by side."""
+    tag = os.urandom(3).hex()
+    block = int.from_bytes(os.urandom(2), "big") % 512  # a /23 out of 10.212.0.0/14
+    pool = f"10.{212 + block // 128}.{(block % 128) * 2}.0/23,size=27"
+    bridge, prefix = f"bt{tag}", f"BT{tag.upper()}"
+    return bridge, prefix, ["--bridge-name", bridge, "--iptables-prefix", prefix, "--default-pool", pool]
+
+
 def start_daemon(extra: list[str] | None = None) -> Daemon:
     root = tempfile.mkdtemp(prefix="bt-", dir="/tmp")
     sock = os.path.join(root, "berth.sock")
     log = os.path.join(root, "berthd.log")
-    d = Daemon(root, sock, None, log, list(extra or []))  # type: ignore[arg-type]
+    bridge, prefix, net_args = network_args()
+    d = Daemon(root, sock, None, log, [*net_args, *(extra or [])], bridge, prefix)  # type: ignore[arg-type]
     d.start()
     status, out = d.request("POST", "/images/load?quiet=1", busybox_tar().read_bytes(),
                             {"Content-Type": "application/x-tar"})
@@ -125,6 +138,11 @@ def stop_daemon(d: Daemon) -> None:
             if status == 200:
                 for c in json.loads(out):
                     d.request("DELETE", f"/containers/{c['Id']}?force=1", timeout=30)
+            status, out = d.request("GET", "/networks")
+            if status == 200:
+                for n in json.loads(out):
+                    if n["Name"] not in ("bridge", "host", "none"):
+                        d.request("DELETE", f"/networks/{n['Id']}", timeout=30)
     except OSError:
         pass
     if d.proc.poll() is None:
@@ -140,6 +158,19 @@ def stop_daemon(d: Daemon) -> None:
     for p in sorted(points, key=len, reverse=True):
         subprocess.run(["umount", "-l", p], check=False)
     shutil.rmtree(d.root, ignore_errors=True)
+    _remove_networking(d)
+
+
+def _remove_networking(d: Daemon) -> None:
+    """berthd keeps its bridges and chains on SIGTERM (live restore): take this daemon's away."""
+    if not d.bridge:
+        return
+    subprocess.run(["ip", "link", "del", d.bridge], capture_output=True, check=False)
+    if shutil.which("iptables-save"):
+        from berth.network.iptables import Firewall
+
+        if f"{d.iptables_prefix}-" in subprocess.run(["iptables-save"], capture_output=True, text=True).stdout:
+            Firewall(d.iptables_prefix).uninstall()
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("container_run", "run", "Create and run a new container from an image"),
     "exec": ("container_exec", "exec_", "Execute a command in a running container"),
     "ps": ("container_info", "ps", "List containers"),
+    "build": ("image_build", "build", "Build an image from a Dockerfile"),
     "images": ("images", "images", "List images"),
     "version": ("system", "version", "Show the berth version information"),
     "info": ("system", "info", "Display system-wide information"),
@@ -55,6 +56,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "load": ("image_io", "load", "Load an image from a tar archive or STDIN"),
     "import": ("image_io", "import_", "Import the contents from a tarball to create a filesystem image"),
     "events": ("system", "events", "Get real time events from the server"),
+    "pull": ("registry", "pull", "Download an image from a registry"),
+    "push": ("registry", "push", "Upload an image to a registry"),
+    "login": ("registry", "login", "Authenticate to a registry"),
+    "logout": ("registry", "logout", "Log out from a registry"),
     "commit": ("container_fs", "commit", "Create a new image from a container's changes"),
     "cp": ("container_fs", "cp", "Copy files/folders between a container and the local filesystem"),
     "diff": ("container_fs", "diff", "Inspect changes to files or directories on a container's filesystem"),
@@ -67,6 +72,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "image": ("groups", "image", "Manage images"),
     "system": ("groups", "system", "Manage berth"),
     "volume": ("groups", "volume", "Manage volumes"),
+    "network": ("groups", "network", "Manage networks"),
 }
 
 

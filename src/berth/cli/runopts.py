@@ -32,6 +32,8 @@ class RunOptions:
     entrypoint: str | None = None
     network: str | None = None
     publish: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    ip: str | None = None
     expose: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)
@@ -300,6 +302,11 @@ def create_body(opts: RunOptions, environ: Mapping[str, str]) -> dict[str, Any]:
         host_config["VolumesFrom"] = list(opts.volumes_from)
     if port_bindings:
         host_config["PortBindings"] = port_bindings
+    if opts.publish_all:
+        host_config["PublishAllPorts"] = True
+    if opts.ip:
+        body["NetworkingConfig"] = {"EndpointsConfig": {opts.network or "default": {
+            "IPAMConfig": {"IPv4Address": opts.ip}}}}
     restart = parse_restart(opts.restart)
     if restart:
         if opts.rm and restart["Name"] != "no":

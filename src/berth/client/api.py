@@ -18,6 +18,7 @@ from berth.client.containers import ContainersAPI
 from berth.client.errors import ClientError, DaemonUnreachable
 from berth.client.execs import ExecAPI
 from berth.client.images import ImagesAPI
+from berth.client.networks import NetworksAPI
 from berth.client.query import Params, encode_params
 from berth.client.system import SystemAPI
 from berth.client.transport import Endpoint, parse_host, resolve_host
@@ -59,6 +60,7 @@ class APIClient:
         self.execs = ExecAPI(self)
         self.system = SystemAPI(self)
         self.volumes = VolumesAPI(self)
+        self.networks = NetworksAPI(self)
 
     # --- version -------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
@@ -55,6 +56,31 @@ class ImagesAPI:
             headers={"Content-Type": "application/x-tar"},
             stream=True,
         )
+
+    def build(
+        self,
+        context: IO[bytes] | bytes,
+        tags: Sequence[str] = (),
+        dockerfile: str | None = None,
+        build_args: dict[str, str] | None = None,
+        target: str | None = None,
+        nocache: bool = False,
+        quiet: bool = False,
+        labels: dict[str, str] | None = None,
+    ) -> http.client.HTTPResponse:
+        """`POST /build` (the legacy builder): the context tar is the body; JSON-lines progress."""
+        params = {
+            "t": Repeated(tags) if tags else None,
+            "dockerfile": dockerfile,
+            "buildargs": json.dumps(build_args) if build_args else None,
+            "target": target,
+            "nocache": nocache,
+            "q": quiet,
+            "labels": json.dumps(labels) if labels else None,
+            "rm": True,
+        }
+        return self.api.request("POST", "/build", params=params, data=context,
+                                headers={"Content-Type": "application/x-tar"}, stream=True)
 
     def create_from_src(
         self,

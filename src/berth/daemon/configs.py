@@ -31,8 +31,6 @@ _HOST_CONFIG_DEFAULTS: dict[str, Any] = {
 
 _HOST_CONFIG_KEYS = {k.lower(): k for k in _HOST_CONFIG_DEFAULTS}
 
-SUPPORTED_NETWORK_MODES = ("default", "none", "host", "bridge")
-
 
 def normalize_host_config(hc: Any) -> dict[str, Any]:
     if not isinstance(hc, dict):
@@ -43,8 +41,9 @@ def normalize_host_config(hc: Any) -> dict[str, Any]:
     out.update({k: v for k, v in hc.items() if v is not None or k not in out})
     mode = out.get("NetworkMode") or "default"
     out["NetworkMode"] = mode
-    if mode not in SUPPORTED_NETWORK_MODES:
-        raise InvalidParameter(f"network {mode} not found")
+    if not isinstance(mode, str) or (mode.startswith("container:") and len(mode) == len("container:")):
+        raise InvalidParameter(f"invalid network mode: {mode}")
+    # Other names are user-defined networks: the network service resolves them at create.
     rp = out.get("RestartPolicy") or {}
     if not isinstance(rp, dict):
         raise InvalidParameter("RestartPolicy must be an object")
@@ -90,8 +89,9 @@ def networks_for(hc: dict[str, Any]) -> dict[str, Any]:
     mode = hc["NetworkMode"]
     if mode in ("none", "host"):
         return {mode: _endpoint()}
-    # Until the networking subsystem lands, "default"/"bridge" containers get a private
-    # network namespace with loopback only (as `none`), and say so in inspect.
+    # Without a network service (tools and tests that build a ContainerService alone),
+    # "default"/"bridge" containers get a private netns with loopback only, as `none`;
+    # berthd's ContainerService replaces this with NetworkService.plan.
     return {"none": _endpoint()}
 
 
@@ -178,9 +178,12 @@ def command(image_cfg: dict[str, Any], body: dict[str, Any]) -> tuple[str, list[
 
 
 def build_bundle(c: Container, cdir: str, rootfs: str,
-                 user_mounts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                 user_mounts: list[dict[str, Any]] | None = None, netns_path: str | None = None,
+                 ip_addresses: list[str] | None = None) -> dict[str, Any]:
     """Write the per-container /etc files and return the OCI config for this start.
-    `user_mounts` (binds, volumes, tmpfs) follow the /etc files; one at the same path wins."""
+    `user_mounts` (binds, volumes, tmpfs) follow the /etc files; one at the same path wins.
+    `netns_path` is the network namespace to join (bridge networks, `container:`), with the
+    container's own addresses for /etc/hosts."""
     hc = c.host_config
     cfg = c.config
     mode = hc["NetworkMode"]
@@ -188,7 +191,8 @@ def build_bundle(c: Container, cdir: str, rootfs: str,
     etc_mounts = etcfiles.write_etc_files(
         cdir, hostname=cfg["Hostname"], domainname=cfg.get("Domainname") or "", host_network=host_net,
         extra_hosts=hc.get("ExtraHosts") or (), dns=hc.get("Dns") or (),
-        dns_search=hc.get("DnsSearch") or (), dns_options=hc.get("DnsOptions") or ())
+        dns_search=hc.get("DnsSearch") or (), dns_options=hc.get("DnsOptions") or (),
+        ip_addresses=ip_addresses or ())
     uid, gid, extra_gids = users.resolve_user(rootfs, cfg.get("User") or "")
     if hc.get("GroupAdd"):
         extra_gids = extra_gids + users.resolve_groups(rootfs, list(hc["GroupAdd"]))
@@ -213,7 +217,7 @@ def build_bundle(c: Container, cdir: str, rootfs: str,
         hostname=cfg["Hostname"] if not host_net else etcfiles.host_hostname(),
         tty=bool(cfg.get("Tty")),
         open_stdin=bool(cfg.get("OpenStdin")),
-        network_mode="host" if host_net else "none",
+        network_mode="host" if host_net else (netns_path or "none"),
         privileged=bool(hc.get("Privileged")),
         cap_add=list(hc.get("CapAdd") or []),
         cap_drop=list(hc.get("CapDrop") or []),

@@ -32,6 +32,7 @@ from . import configs
 from .events import EventBus
 from .model import Container, now_rfc3339
 from .mounts import MountManager, RuntimeMounter
+from .networks import NetworkService
 
 log = logging.getLogger("berth.containers")
 
@@ -63,7 +64,7 @@ def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int
 class ContainerService:
     def __init__(self, root: str, db: Database, images: ImageStore, layers: LayerStore,
                  runtimes: dict[str, OCIRuntime], default_runtime: str, events: EventBus,
-                 volumes: VolumeDriver | None = None) -> None:
+                 volumes: VolumeDriver | None = None, networks: NetworkService | None = None) -> None:
         self.root = os.path.join(root, "containers")
         os.makedirs(self.root, exist_ok=True)
         self.db = db
@@ -72,6 +73,7 @@ class ContainerService:
         self.runtimes = runtimes
         self.default_runtime = default_runtime
         self.events = events
+        self.networks = networks
         self._by_id: dict[str, Container] = {}
         self._names: dict[str, str] = {}
         self._watcher: ExitWatcher | None = None
@@ -174,6 +176,13 @@ class ContainerService:
                       top_chain=img.top_chain, path=path, args=args, config=config,
                       host_config=host_config, runtime=runtime)
         c.networks = configs.networks_for(host_config)
+        if self.networks is not None:
+            mode = host_config["NetworkMode"]
+            if mode.startswith("container:"):
+                self.get(mode[len("container:"):])
+            netcfg = body.get("NetworkingConfig") or {}
+            c.networks = self.networks.plan(mode, netcfg.get("EndpointsConfig") if isinstance(netcfg, dict)
+                                            else None)
         c.mounts = self.mounts.plan(cid, config, host_config)
         os.makedirs(self.rootfs(c), exist_ok=True)
         self.layers.prepare(cid, img.top_chain)
@@ -219,7 +228,8 @@ class ContainerService:
             if not mounts.is_mounted(rootfs):
                 m = self.layers.mount_spec(c.id, c.top_chain)
                 mounts.mount(m.source, rootfs, m.type, m.options)
-            spec = configs.build_bundle(c, cdir, rootfs, self.mounts.oci_mounts(c, rootfs))
+            netns_path, ips = await self._attach_networks(c)
+            spec = configs.build_bundle(c, cdir, rootfs, self.mounts.oci_mounts(c, rootfs), netns_path, ips)
             tmp = os.path.join(cdir, "config.json.tmp")
             with open(tmp, "w") as f:
                 json.dump(spec, f)
@@ -245,7 +255,7 @@ class ContainerService:
             self._event(c, "die", exitCode=str(e.exit_code))
             c.exited.set()
             raise
-        except InvalidParameter as e:
+        except BerthError as e:  # bad parameters, a network or port that cannot be had
             await self._cleanup_after_exit(c)
             c.state.update(Error=e.message)
             self._save(c)
@@ -254,6 +264,20 @@ class ContainerService:
                        Dead=False, Pid=created.pid, ExitCode=0, Error="", StartedAt=now_rfc3339())
         self._save(c)
         self._event(c, "start")
+
+    async def _attach_networks(self, c: Container) -> tuple[str | None, list[str]]:
+        """The netns to join and the container's addresses: its networks' endpoints, or the
+        namespace of the container named by `container:<id>`."""
+        mode = c.host_config.get("NetworkMode") or "default"
+        if mode.startswith("container:"):
+            other = self.get(mode[len("container:"):])
+            if not other.running or not other.state.get("Pid"):
+                raise Conflict(f"cannot join network of a non running container: {other.id}")
+            return f"/proc/{other.state['Pid']}/ns/net", []
+        if self.networks is None:
+            return None, []
+        att = await self.networks.attach(c)
+        return att.netns_path, att.ips
 
     def _watch(self, c: Container) -> None:
         if self._watcher is None:
@@ -351,6 +375,11 @@ class ContainerService:
         except OSError as e:
             log.warning("unmount of %s failed: %s", c.id[:12], e)
         self.mounts.release(c)
+        if self.networks is not None:
+            try:
+                await self.networks.detach(c)
+            except Exception as e:  # noqa: BLE001 - cleanup must go on; the error is logged
+                log.warning("network cleanup of %s failed: %s", c.id[:12], e)
         try:  # a stale attach socket would be mistaken for the next run's
             os.unlink(os.path.join(self.dir(c), "attach"))
         except FileNotFoundError:
@@ -467,6 +496,8 @@ class ContainerService:
         # Files go after the record (`run --rm` need not wait for them); a crash in between leaves
         # orphans that `recover` sweeps.
         await self._cleanup_after_exit(c)
+        if self.networks is not None:
+            self.networks.release(c)
         self._delete_files(c.id)
         if volumes:
             self.mounts.remove_anonymous(c)

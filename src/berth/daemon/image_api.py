@@ -20,6 +20,7 @@ from berth.images.changes import apply_changes
 from berth.images.store import Image, ImageStore, NewLayer
 from berth.snapshots.tarapply import open_decompressed
 
+from .distribution_api import DistributionAPI
 from .events import EventBus
 from .model import now_rfc3339, rfc3339_to_unix
 from .streams import stream_from_thread as _stream_from_thread
@@ -39,6 +40,7 @@ class ImageAPI:
         self.tmp_dir = tmp_dir
         os.makedirs(tmp_dir, exist_ok=True)
         self._api_version = api_version
+        self.distribution: DistributionAPI | None = None  # set by the composition root
 
     def _event(self, action: str, img_id: str, name: str) -> None:
         self.events.publish("image", action, img_id, {"name": name})
@@ -273,11 +275,10 @@ class ImageAPI:
                                 [ref] if ref else [])
         return img
 
-    async def pull(self, image: str, tag: str, platform: str) -> AsyncIterator[dict[str, Any]]:
-        name = f"{image}:{tag}" if tag and "@" not in image else image
-        raise NotFound(f"pull access denied for {name}: this berthd has no registry client yet "
-                       "(load the image with `docker load` or import it)")
-        yield {}  # pragma: no cover - makes this an async generator
+    def pull(self, image: str, tag: str, platform: str, auth: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        if self.distribution is None:
+            raise NotFound(f"pull access denied for {image}: this berthd has no registry client")
+        return self.distribution.pull(image, tag, platform, auth)
 
     # --- save ------------------------------------------------------------------------------
     def save(self, names: list[str]) -> AsyncIterator[bytes]:

@@ -34,6 +34,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--label", action="append", default=[], help="daemon label key=value")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--pidfile", default=None)
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]|CIDR",
+                   help="registry to reach over plain HTTP (loopback registries always are)")
+    p.add_argument("--bridge-name", default="berth0", help="the default bridge network's interface (≤ 15 chars)")
+    p.add_argument("--iptables-prefix", default="BERTH", help="prefix of berth's iptables chains")
+    p.add_argument("--default-pool", default="10.210.0.0/16,size=24", metavar="CIDR[,size=N]",
+                   help="where networks without --subnet get their subnets")
     p.add_argument("--version", action="version", version=f"berthd {__version__}")
     return p.parse_args(argv)
 
@@ -62,13 +68,19 @@ async def run(args: argparse.Namespace) -> None:
     from berth.volumes.local import LocalDriver
 
     from .archive import ArchiveAPI
+    from .buildcache import BuildCache
+    from .builder import Builder
     from .commit import CommitAPI
     from .container_api import ContainerAPI
     from .containers import ContainerService
+    from .distribution import RegistrySettings
+    from .distribution_api import DistributionAPI
     from .events import EventBus
     from .execs import ExecService
     from .image_api import ImageAPI
     from .mounts import RuntimeMounter
+    from .network_api import NetworkAPI
+    from .networks import NetworkService, NetworkSettingsOptions, parse_pool
     from .resources import ResourceAPI
     from .system_api import SystemAPI
     from .volume_api import VolumeAPI
@@ -108,19 +120,34 @@ async def run(args: argparse.Namespace) -> None:
     usage = _Usage()
     images = ImageStore(db, content, layers, usage)
     volumes = LocalDriver(os.path.join(data_root, "volumes"), db, RuntimeMounter())
+    try:
+        net_opts = NetworkSettingsOptions(args.bridge_name, args.iptables_prefix, [parse_pool(args.default_pool)])
+    except ValueError as e:
+        sys.exit(f"berthd: {e}")
+    if len(args.bridge_name) > 15 or len(args.iptables_prefix) > 16:
+        sys.exit("berthd: --bridge-name takes at most 15 characters, --iptables-prefix 16")
+    networks = NetworkService(db, exec_root, events, net_opts)
     containers = ContainerService(data_root, db, images, layers, runtimes, args.default_runtime, events,
-                                  volumes=volumes)
+                                  volumes=volumes, networks=networks)
     usage.svc = containers
+    await networks.recover()  # before containers are re-watched: their ports must keep working
     await containers.recover()
     daemon_id = _daemon_id(data_root)
     system_b = SystemAPI(daemon_id, data_root, containers, events, args.label,
                          {n: r.info.path for n, r in runtimes.items()}, args.default_runtime)
-    router = build_router(f"berth/{__version__}", system_b, ContainerAPI(containers),
-                          ImageAPI(images, events, os.path.join(data_root, "tmp"), lambda: "1.45"),
+    distribution_b = DistributionAPI(images, events, RegistrySettings(list(args.insecure_registry)),
+                                     os.path.join(data_root, "tmp"))
+    image_b = ImageAPI(images, events, os.path.join(data_root, "tmp"), lambda: "1.45")
+    image_b.distribution = distribution_b
+    router = build_router(f"berth/{__version__}", system_b, ContainerAPI(containers), image_b,
                           ExecService(containers), VolumeAPI(volumes, containers.mounts, events),
                           archive_b=ArchiveAPI(containers, os.path.join(data_root, "tmp")),
                           commit_b=CommitAPI(containers, images, os.path.join(data_root, "tmp")),
-                          resources_b=ResourceAPI(containers))
+                          resources_b=ResourceAPI(containers), distribution_b=distribution_b,
+                          networks_b=NetworkAPI(networks, containers),
+                          build_b=Builder(containers, images, layers,
+                                          BuildCache(db, images),
+                                          os.path.join(data_root, "tmp")))
 
     servers = []
     for host in args.host or [f"unix://{DEFAULT_SOCKET}"]:
@@ -149,6 +176,7 @@ async def run(args: argparse.Namespace) -> None:
     log.info("berthd stopping; containers keep running")
     for s in servers:
         s.close()
+    networks.close()
     db.close()
     os.close(lock_fd)
     if args.pidfile:

@@ -50,6 +50,7 @@ class Container:
     conmon_pid: int = 0
     runtime: str = "runc"
     networks: dict[str, Any] = field(default_factory=dict)
+    ports: dict[str, Any] = field(default_factory=dict)  # NetworkSettings.Ports while running
     mounts: list[dict[str, Any]] = field(default_factory=list)  # see daemon/mounts.py
     # Set by stop/kill so the restart policy leaves the container down (persisted: a restarted
     # berthd starts `unless-stopped` containers only if the user did not stop them).
@@ -66,7 +67,7 @@ class Container:
 
     PERSISTED = ("id", "name", "created", "image", "image_id", "top_chain", "path", "args", "config",
                  "host_config", "state", "restart_count", "conmon_pid", "runtime", "networks",
-                 "mounts", "stopped_by_user")
+                 "mounts", "stopped_by_user", "ports")
 
     def to_record(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.PERSISTED}
@@ -125,12 +126,15 @@ class Container:
         return [api_view(mp) for mp in self.mounts]
 
     def network_settings(self) -> dict[str, Any]:
+        # As dockerd: the top-level fields describe the default bridge network only.
+        br = self.networks.get("bridge") or {}
         return {
             "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "", "SecondaryIPAddresses": None,
-            "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-            "MacAddress": "", "Networks": self.networks,
+            "LinkLocalIPv6PrefixLen": 0, "Ports": self.ports, "SandboxKey": "", "SecondaryIPAddresses": None,
+            "SecondaryIPv6Addresses": None, "EndpointID": br.get("EndpointID", ""),
+            "Gateway": br.get("Gateway", ""), "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "IPAddress": br.get("IPAddress", ""), "IPPrefixLen": br.get("IPPrefixLen", 0), "IPv6Gateway": "",
+            "MacAddress": br.get("MacAddress", ""), "Networks": self.networks,
         }
 
     def inspect(self, graph_driver: dict[str, Any], log_path: str, resolv: str, hostname_path: str,
@@ -173,7 +177,7 @@ class Container:
             "ImageID": self.image_id,
             "Command": command,
             "Created": int(rfc3339_to_unix(self.created)),
-            "Ports": [],
+            "Ports": _ps_ports(self.ports),
             "Labels": self.config.get("Labels") or {},
             "State": self.state["Status"],
             "Status": self.human_status(),
@@ -181,3 +185,17 @@ class Container:
             "NetworkSettings": {"Networks": self.networks},
             "Mounts": self.mounts_view(),
         }
+
+
+def _ps_ports(ports: dict[str, Any]) -> list[dict[str, Any]]:
+    """`ps`'s Ports from NetworkSettings.Ports: one entry per binding, or the bare exposed port."""
+    out: list[dict[str, Any]] = []
+    for key, binds in ports.items():
+        port, _, proto = key.partition("/")
+        if not binds:
+            out.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+            continue
+        for b in binds:
+            out.append({"IP": b["HostIp"], "PrivatePort": int(port), "PublicPort": int(b["HostPort"]),
+                        "Type": proto or "tcp"})
+    return out

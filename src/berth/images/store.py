@@ -224,6 +224,16 @@ class ImageStore:
             c.execute("UPDATE images SET last_tag_time=? WHERE id=?", (_now_rfc3339(), image_id))
         return row["image_id"] if row else None
 
+    def add_digest_ref(self, image_id: str, name: str, digest: str) -> None:
+        """Record `name@digest` (a RepoDigest, from a pull or push) for the image."""
+        try:
+            parsed = reference.parse(f"{name}@{digest}")
+        except reference.InvalidReference as e:
+            raise InvalidParameter(str(e)) from None
+        with self.db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO tags(ref, image_id) VALUES (?,?)",
+                      (f"{parsed.name}@{digest}", image_id))
+
     def untag(self, canon: str) -> None:
         with self.db.tx() as c:
             c.execute("DELETE FROM tags WHERE ref=?", (canon,))
@@ -233,6 +243,7 @@ class ImageStore:
         """Docker's `rmi`: untag a reference, or delete the image when nothing else holds it."""
         img = self.get(name)
         records: list[dict[str, str]] = []
+        canon, digests = "", []
         short = img.id[7:19]
         by_ref = not _is_id_prefix(img.id, name)
         if by_ref:
@@ -240,17 +251,26 @@ class ImageStore:
             ref = reference.parse(name)
             if ref.digest and not ref.tag:
                 canon = f"{ref.name}@{ref.digest}"
-            if not force and len(img.tags) <= 1:
+            remaining = [t for t in img.tags if t != canon]
+            if "@" not in canon:
+                # as dockerd: untagging the repository's last tag also drops its digest references
+                repo = canon.rsplit(":", 1)[0]
+                if not any("@" not in t and t.rsplit(":", 1)[0] == repo for t in remaining):
+                    digests = [t for t in remaining if t.startswith(repo + "@")]
+                    remaining = [t for t in remaining if t not in digests]
+            if not force and not remaining:
                 users = self.usage.users(img.id)
                 if users:
                     raise Conflict(f'conflict: unable to remove repository reference "{name}" (must force) '
                                    f"- container {users[0][0][:12]} is using its referenced image {short}")
-            self.untag(canon)
-            records.append({"Untagged": reference.familiar(canon)})
-            if len(img.tags) > 1:
+            for t in [canon, *digests]:
+                self.untag(t)
+                records.append({"Untagged": reference.familiar(t)})
+            if remaining:
                 return records
         else:
-            if len(img.tags) > 1 and not force:
+            repos = {t.split("@", 1)[0] if "@" in t else t.rsplit(":", 1)[0] for t in img.tags}
+            if len(repos) > 1 and not force:
                 raise Conflict(f"conflict: unable to delete {short} (must be forced) "
                                "- image is referenced in multiple repositories")
         users = self.usage.users(img.id)
@@ -263,8 +283,9 @@ class ImageStore:
         if users and not force:
             raise Conflict(f"conflict: unable to delete {short} (must be forced) "
                            f"- image is being used by stopped container {users[0][0][:12]}")
+        done = {canon, *digests} if by_ref else set()
         for t in img.tags:
-            if not by_ref or t != reference.normalize(name):
+            if t not in done:
                 records.append({"Untagged": reference.familiar(t)})
         records.append({"Deleted": img.id})
         with self.db.tx() as c:

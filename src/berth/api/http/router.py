@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Callable
 
 from berth.common.errors import BerthError, NotFound
@@ -78,7 +79,8 @@ class Router:
             if method != req.method and not (method == "GET" and req.method == "HEAD"):
                 method_mismatch = True
                 continue
-            req.params = pm.groupdict()
+            # as gorilla/mux in dockerd: path variables are percent-decoded (docker-py quotes `@`)
+            req.params = {k: urllib.parse.unquote(v) for k, v in pm.groupdict().items()}
             return await fn(req)
         if method_mismatch:
             return error_response(405, "method not allowed")

@@ -25,7 +25,7 @@ class ImageBackend(Protocol):
     def save(self, names: list[str]) -> AsyncIterator[bytes]: ...
     def import_image(self, src: str, body: AsyncIterator[bytes], repo: str, tag: str,
                      changes: list[str], message: str) -> Progress: ...
-    def pull(self, image: str, tag: str, platform: str) -> Progress: ...
+    def pull(self, image: str, tag: str, platform: str, auth: str | None = None) -> Progress: ...
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]: ...
 
 
@@ -90,7 +90,8 @@ def register(r: Router, b: ImageBackend) -> None:
             image = req.q("fromImage") or ""
             if not image:
                 raise InvalidParameter("either fromSrc or fromImage must be given")
-            stream = b.pull(image, req.q("tag") or "", req.q("platform") or "")
+            stream = b.pull(image, req.q("tag") or "", req.q("platform") or "",
+                            req.headers.get("x-registry-auth"))
         return StreamResponse(_progress(stream))
 
     async def prune(req: Request) -> Response:

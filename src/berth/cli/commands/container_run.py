@@ -37,6 +37,8 @@ def _container_options(fn: F) -> F:
         click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image"),
         click.option("--network", "--net", "network", help="Connect a container to a network"),
         click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host"),
+        click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports"),
+        click.option("--ip", help="IPv4 address (e.g., 172.30.100.104)"),
         click.option("--expose", multiple=True, help="Expose a port or a range of ports"),
         click.option("-v", "--volume", "volumes", multiple=True, help="Bind mount a volume"),
         click.option("--mount", "mounts", multiple=True, help="Attach a filesystem mount to the container"),

@@ -46,6 +46,7 @@ CONTAINER: dict[str, tuple[str, str, str]] = {
 }
 
 IMAGE: dict[str, tuple[str, str, str]] = {
+    "build": ("image_build", "build", "Build an image from a Dockerfile"),
     "history": ("images", "history", "Show the history of an image"),
     "import": ("image_io", "import_", "Import the contents from a tarball to create a filesystem image"),
     "inspect": ("inspect", "image_inspect", "Display detailed information on one or more images"),
@@ -53,6 +54,8 @@ IMAGE: dict[str, tuple[str, str, str]] = {
     "ls": ("images", "images", "List images"),
     "list": ("images", "images", ""),
     "prune": ("images", "image_prune", "Remove unused images"),
+    "pull": ("registry", "pull", "Download an image from a registry"),
+    "push": ("registry", "push", "Upload an image to a registry"),
     "rm": ("images", "rmi", "Remove one or more images"),
     "remove": ("images", "rmi", ""),
     "save": ("image_io", "save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
@@ -67,6 +70,18 @@ VOLUME: dict[str, tuple[str, str, str]] = {
     "prune": ("volumes", "prune", "Remove unused local volumes"),
     "rm": ("volumes", "rm", "Remove one or more volumes"),
     "remove": ("volumes", "rm", ""),
+}
+
+NETWORK: dict[str, tuple[str, str, str]] = {
+    "connect": ("networks", "connect", "Connect a container to a network"),
+    "create": ("networks", "create", "Create a network"),
+    "disconnect": ("networks", "disconnect", "Disconnect a container from a network"),
+    "inspect": ("networks", "inspect", "Display detailed information on one or more networks"),
+    "ls": ("networks", "ls", "List networks"),
+    "list": ("networks", "ls", ""),
+    "prune": ("networks", "prune", "Remove all unused networks"),
+    "rm": ("networks", "rm", "Remove one or more networks"),
+    "remove": ("networks", "rm", ""),
 }
 
 SYSTEM: dict[str, tuple[str, str, str]] = {
@@ -88,6 +103,11 @@ def image() -> None:
 @click.group("system", cls=LazyGroup, table=SYSTEM, context_settings=CONTEXT_SETTINGS)
 def system() -> None:
     """Manage berth"""
+
+
+@click.group("network", cls=LazyGroup, table=NETWORK, context_settings=CONTEXT_SETTINGS)
+def network() -> None:
+    """Manage networks"""
 
 
 @click.group("volume", cls=LazyGroup, table=VOLUME, context_settings=CONTEXT_SETTINGS)

@@ -1,0 +1,620 @@
+"""The network service: network records, IPAM state and container endpoints, and the driver calls
+that realise them at container start, exit and removal.
+
+Owns three SQLite tables (`networks`, `network_ipam`, `network_endpoints`). A container keeps its
+address on a network from its first start (or `network connect`) until it is removed or
+disconnected; its endpoint (veth, published ports) exists only while it runs, and is recorded so
+that `recover` can hand it back to the driver after a daemon crash.
+
+The bridge driver (pyroute2, ~150 ms to import) is loaded on first use: a daemon that never
+starts a networked container never imports it. Driver calls block: they run in a worker thread.
+The service never touches the API or the container service; the caller passes the container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import TYPE_CHECKING, Any
+
+from berth.common.db import Database
+from berth.common.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from berth.common.ids import new_id
+from berth.network import netns
+from berth.network.ipam import Ipam, host_routes
+from berth.network.model import Endpoint, NetworkConfig, NetworkDriver, PortBinding
+from berth.network.ports import PortAllocated
+
+from .events import EventBus
+from .model import Container, now_rfc3339
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+log = logging.getLogger("berth.networks")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS network_ipam (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS network_endpoints (
+    container_id TEXT NOT NULL,
+    network_id TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (container_id, network_id)
+);
+"""
+
+PREDEFINED = ("bridge", "host", "none")
+ICC = "com.docker.network.bridge.enable_icc"
+MASQ = "com.docker.network.bridge.enable_ip_masquerade"
+BRIDGE_NAME = "com.docker.network.bridge.name"
+MTU = "com.docker.network.driver.mtu"
+
+
+@dataclass
+class NetworkSettingsOptions:
+    """The daemon's own names, so several berthd's can share a host."""
+
+    bridge_name: str = "berth0"
+    iptables_prefix: str = "BERTH"
+    pools: list[tuple[IPv4Network, int]] = field(
+        default_factory=lambda: [(IPv4Network("10.210.0.0/16"), 24)])
+
+
+def parse_pool(value: str) -> tuple[IPv4Network, int]:
+    """`10.210.0.0/16` or `10.210.0.0/16,size=24` (dockerd's `--default-address-pool` spirit)."""
+    base, _, rest = value.partition(",")
+    size = 24
+    if rest:
+        key, _, val = rest.partition("=")
+        if key.strip() != "size" or not val.strip().isdigit():
+            raise ValueError(f"invalid pool {value!r}: want CIDR[,size=N]")
+        size = int(val)
+    net = IPv4Network(base.strip(), strict=False)
+    if size < net.prefixlen or size > 30:
+        raise ValueError(f"invalid pool {value!r}: size must be between {net.prefixlen} and 30")
+    return net, size
+
+
+@dataclass
+class Network:
+    """A network record as persisted: the API's view, plus what the driver needs."""
+
+    id: str
+    name: str
+    driver: str  # bridge | host | null
+    created: str
+    internal: bool = False
+    attachable: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    ipam_config: list[dict[str, str]] = field(default_factory=list)  # as requested
+    bridge: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any]) -> Network:
+        return cls(**d)
+
+    @property
+    def predefined(self) -> bool:
+        return self.name in PREDEFINED
+
+    def config(self, ipam: Ipam) -> NetworkConfig:
+        na = ipam.networks[self.id]
+        return NetworkConfig(id=self.id, bridge=self.bridge, subnet=na.subnet, gateway=na.gateway,
+                             mtu=int(self.options.get(MTU) or 1500), internal=self.internal,
+                             icc=_truthy(self.options.get(ICC, "true")),
+                             masquerade=_truthy(self.options.get(MASQ, "true")))
+
+
+def _truthy(v: str) -> bool:
+    return v.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Attachment:
+    """What a start needs from the networks: the netns path (or None) and the container's IPs."""
+
+    netns_path: str | None
+    ips: list[str]
+
+
+class NetworkService:
+    def __init__(self, db: Database, exec_root: str, events: EventBus,
+                 opts: NetworkSettingsOptions | None = None,
+                 driver_factory: Callable[[str], NetworkDriver] | None = None) -> None:
+        self.db = db
+        self.events = events
+        self.opts = opts or NetworkSettingsOptions()
+        self.netns_dir = os.path.join(exec_root, "netns")
+        self._driver_factory = driver_factory or _bridge_driver
+        self._driver: NetworkDriver | None = None
+        self._driver_lock = threading.Lock()
+        self.ipam = Ipam(self.opts.pools)
+        self._nets: dict[str, Network] = {}
+        db.ensure_schema(SCHEMA)
+        for row in db.query("SELECT record FROM networks"):
+            n = Network.from_record(json.loads(row["record"]))
+            self._nets[n.id] = n
+        rows = db.query("SELECT state FROM network_ipam WHERE key='ipam'")
+        if rows:
+            self.ipam.load(json.loads(rows[0]["state"]))
+        self._ensure_predefined()
+
+    # --- records ------------------------------------------------------------------------------
+    def _save_net(self, n: Network) -> None:
+        with self.db.tx() as tx:
+            tx.execute("INSERT OR REPLACE INTO networks(id, name, record) VALUES (?,?,?)",
+                       (n.id, n.name, json.dumps(n.to_record())))
+            tx.execute("INSERT OR REPLACE INTO network_ipam(key, state) VALUES ('ipam', ?)",
+                       (json.dumps(self.ipam.to_dict()),))
+
+    def _save_ipam(self) -> None:
+        with self.db.tx() as tx:
+            tx.execute("INSERT OR REPLACE INTO network_ipam(key, state) VALUES ('ipam', ?)",
+                       (json.dumps(self.ipam.to_dict()),))
+
+    def _ensure_predefined(self) -> None:
+        have = {n.name for n in self._nets.values()}
+        for name, drv in (("bridge", "bridge"), ("host", "host"), ("none", "null")):
+            if name in have:
+                continue
+            n = Network(new_id(), name, drv, now_rfc3339())
+            if name == "bridge":
+                n.bridge = self.opts.bridge_name
+                n.options = {"com.docker.network.bridge.default_bridge": "true", ICC: "true", MASQ: "true",
+                             "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+                             BRIDGE_NAME: self.opts.bridge_name, MTU: "1500"}
+                self.ipam.add_network(n.id, host_routes=host_routes())
+            self._nets[n.id] = n
+            self._save_net(n)
+
+    def all(self) -> list[Network]:
+        return list(self._nets.values())
+
+    def get(self, ref: str) -> Network:
+        """By full id, name, or unique id prefix, as dockerd resolves networks."""
+        if ref in self._nets:
+            return self._nets[ref]
+        for n in self._nets.values():
+            if n.name == ref:
+                return n
+        matches = [n for n in self._nets.values() if n.id.startswith(ref)] if ref else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidParameter(f"network {ref} is ambiguous ({len(matches)} matches found based on ID "
+                                   "prefix)")
+        raise NotFound(f"network {ref} not found")
+
+    def _driver_now(self) -> NetworkDriver:
+        """The bridge driver, loaded and restored on first use (blocking: call in a thread)."""
+        with self._driver_lock:
+            if self._driver is None:
+                drv = self._driver_factory(self.opts.iptables_prefix)
+                warnings = drv.restore(self._bridge_configs(), self._connected_endpoints())
+                for w in warnings:
+                    log.warning("published port not restored: %s", w)
+                self._driver = drv
+            return self._driver
+
+    def _bridge_configs(self) -> list[NetworkConfig]:
+        return [n.config(self.ipam) for n in self._nets.values() if n.driver == "bridge"]
+
+    def _endpoint_rows(self, container_id: str | None = None) -> list[dict[str, Any]]:
+        if container_id is None:
+            rows = self.db.query("SELECT record FROM network_endpoints")
+        else:
+            rows = self.db.query("SELECT record FROM network_endpoints WHERE container_id=?", (container_id,))
+        return [json.loads(r["record"]) for r in rows]
+
+    def _connected_endpoints(self) -> list[Endpoint]:
+        return [Endpoint.from_dict(r["endpoint"]) for r in self._endpoint_rows() if r.get("endpoint")]
+
+    def _save_ep(self, rec: dict[str, Any]) -> None:
+        with self.db.tx() as tx:
+            tx.execute("INSERT OR REPLACE INTO network_endpoints(container_id, network_id, record) VALUES (?,?,?)",
+                       (rec["container_id"], rec["network_id"], json.dumps(rec)))
+
+    def _del_ep(self, container_id: str, network_id: str) -> None:
+        with self.db.tx() as tx:
+            tx.execute("DELETE FROM network_endpoints WHERE container_id=? AND network_id=?",
+                       (container_id, network_id))
+
+    # --- daemon start -------------------------------------------------------------------------
+    async def recover(self) -> None:
+        """Before containers are re-watched: give the driver back every network and the endpoints of
+        running containers, so published ports keep working (only if there is anything to restore:
+        otherwise the driver loads on first use)."""
+        if self._connected_endpoints() or any(n.driver == "bridge" and not n.predefined
+                                              for n in self._nets.values()):
+            await asyncio.to_thread(self._driver_now)
+
+    # --- create / remove networks ---------------------------------------------------------------
+    def users(self, n: Network, containers: list[Container]) -> list[Container]:
+        return [c for c in containers if any(_net_id(c, k) == n.id or k == n.name for k in c.networks)]
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body.get("Name")
+        if not name or not isinstance(name, str):
+            raise InvalidParameter("network name is required")
+        if any(n.name == name for n in self._nets.values()):
+            raise Conflict(f"network with name {name} already exists")
+        driver = body.get("Driver") or "bridge"
+        if driver != "bridge":
+            if driver in ("host", "null"):
+                raise Forbidden(f"only one instance of \"{driver}\" network is allowed")
+            raise NotFound(f'could not find plugin {driver} in v1 plugin registry: plugin not found')
+        if body.get("EnableIPv6"):
+            raise InvalidParameter("IPv6 networks are not supported by berth yet")
+        ipam = body.get("IPAM") or {}
+        if not isinstance(ipam, dict):
+            raise InvalidParameter("IPAM must be an object")
+        if (ipam.get("Driver") or "default") != "default":
+            raise NotFound(f"could not find IPAM driver {ipam.get('Driver')}")
+        configs = [c for c in (ipam.get("Config") or []) if isinstance(c, dict)]
+        if len(configs) > 1:
+            raise InvalidParameter("berth supports one IPv4 subnet per network")
+        cfg = configs[0] if configs else {}
+        options = {str(k): str(v) for k, v in (body.get("Options") or {}).items()}
+        nid = new_id()
+        bridge = options.get(BRIDGE_NAME) or f"br-{nid[:12]}"
+        if len(bridge) > 15:
+            raise InvalidParameter(f"bridge name {bridge!r} is longer than 15 characters")
+        if any(n.bridge == bridge for n in self._nets.values()):
+            raise Conflict(f"bridge {bridge} is already used by another network")
+        self.ipam.add_network(nid, cfg.get("Subnet") or None, cfg.get("Gateway") or None,
+                              cfg.get("IPRange") or None, host_routes=host_routes())
+        n = Network(nid, name, "bridge", now_rfc3339(), internal=bool(body.get("Internal")),
+                    attachable=bool(body.get("Attachable")), options=options,
+                    labels={str(k): str(v) for k, v in (body.get("Labels") or {}).items()},
+                    ipam_config=[{k: str(v) for k, v in cfg.items() if k in ("Subnet", "Gateway", "IPRange")}]
+                    if cfg else [], bridge=bridge)
+        try:
+            netcfg = n.config(self.ipam)
+
+            def realise() -> None:
+                self._driver_now().create_network(netcfg)
+
+            await asyncio.to_thread(realise)
+        except BaseException:
+            self.ipam.remove_network(nid)
+            raise
+        self._nets[nid] = n
+        self._save_net(n)
+        self.events.publish("network", "create", nid, {"name": name, "type": "bridge"})
+        return {"Id": nid, "Warning": ""}
+
+    async def remove(self, ref: str, containers: list[Container]) -> None:
+        n = self.get(ref)
+        if n.predefined:
+            raise Forbidden(f"{n.name} is a pre-defined network and cannot be removed")
+        used = self.users(n, containers)
+        if used:
+            raise Conflict(f"error while removing network: network {n.name} id {n.id} has active endpoints "
+                           f"({', '.join(c.name for c in used)})")
+        await asyncio.to_thread(lambda: self._driver_now().delete_network(n.id))
+        del self._nets[n.id]
+        self.ipam.remove_network(n.id)
+        with self.db.tx() as tx:
+            tx.execute("DELETE FROM networks WHERE id=?", (n.id,))
+            tx.execute("DELETE FROM network_endpoints WHERE network_id=?", (n.id,))
+            tx.execute("INSERT OR REPLACE INTO network_ipam(key, state) VALUES ('ipam', ?)",
+                       (json.dumps(self.ipam.to_dict()),))
+        self.events.publish("network", "destroy", n.id, {"name": n.name, "type": n.driver})
+
+    # --- containers -------------------------------------------------------------------------------
+    def plan(self, mode: str, endpoints_config: Any) -> dict[str, Any]:
+        """The container's `NetworkSettings.Networks` at create: one entry per network it joins.
+        A missing network is a bad parameter here: a 404 from create makes docker's CLI pull."""
+        try:
+            return self._plan(mode, endpoints_config)
+        except NotFound as e:
+            raise InvalidParameter(e.message) from None
+
+    def _plan(self, mode: str, endpoints_config: Any) -> dict[str, Any]:
+        if mode.startswith("container:"):
+            return {}
+        if mode in ("host", "none"):
+            return {mode: endpoint_view(self.get(mode).id)}
+        name = "bridge" if mode == "default" else mode
+        n = self.get(name)
+        if n.driver in ("host", "null"):
+            return {n.name: endpoint_view(n.id)}
+        wanted = endpoints_config if isinstance(endpoints_config, dict) else {}
+        mine = (mode, name, n.name, n.id)  # docker's CLI names the default network "default"
+        cfg = next((v for k, v in wanted.items() if k in mine and v), None) or {}
+        ep = endpoint_view(n.id)
+        _apply_endpoint_config(ep, cfg, n)
+        out = {n.name: ep}
+        for other, ocfg in wanted.items():  # API >= 1.44 may name several networks at create
+            if other in mine:
+                continue
+            on = self.get(other)
+            oep = endpoint_view(on.id)
+            _apply_endpoint_config(oep, ocfg or {}, on)
+            out[on.name] = oep
+        return out
+
+    def _bridged(self, c: Container) -> list[tuple[str, Network]]:
+        out = []
+        for key in c.networks:
+            nid = _net_id(c, key)
+            n = self._nets.get(nid) or self._by_name(key)
+            if n is not None and n.driver == "bridge":
+                out.append((key, n))
+        return out
+
+    def _by_name(self, name: str) -> Network | None:
+        return next((n for n in self._nets.values() if n.name == name), None)
+
+    def _allocation(self, c: Container, n: Network) -> IPv4Address:
+        """The container's address on `n`: kept from an earlier start, else a new one."""
+        for rec in self._endpoint_rows(c.id):
+            if rec["network_id"] == n.id:
+                return IPv4Address(rec["ip"])
+        ep = c.networks.get(n.name) or {}
+        wanted = ((ep.get("IPAMConfig") or {}).get("IPv4Address")) or None
+        ip = self.ipam.allocate(n.id, wanted)
+        self._save_ep({"container_id": c.id, "network_id": n.id, "ip": str(ip), "endpoint": None})
+        self._save_ipam()
+        return ip
+
+    def port_bindings(self, c: Container) -> tuple[PortBinding, ...]:
+        hc = c.host_config
+        out: list[PortBinding] = []
+        seen: set[tuple[int, str]] = set()
+        for key, binds in (hc.get("PortBindings") or {}).items():
+            port, proto = _port_key(key)
+            for b in binds or [{}]:
+                b = b or {}
+                hp = str(b.get("HostPort") or "0").split("-")[0] or "0"
+                if not hp.isdigit():
+                    raise InvalidParameter(f"invalid host port {b.get('HostPort')!r}")
+                out.append(PortBinding(port, proto, b.get("HostIp") or "0.0.0.0", int(hp)))
+                seen.add((port, proto))
+        if hc.get("PublishAllPorts"):
+            for key in c.config.get("ExposedPorts") or {}:
+                port, proto = _port_key(key)
+                if (port, proto) not in seen:
+                    out.append(PortBinding(port, proto, "0.0.0.0", 0))
+        return tuple(out)
+
+    async def attach(self, c: Container) -> Attachment:
+        """Before the runtime creates the container: its netns, veths and published ports.
+        All or nothing: on error whatever was done is undone."""
+        mode = c.host_config.get("NetworkMode") or "default"
+        if mode.startswith("container:"):
+            return Attachment(None, [])
+        nets = self._bridged(c)
+        if not nets:
+            return Attachment(None, [])
+        ports = self.port_bindings(c)
+        ips = [self._allocation(c, n) for _, n in nets]
+
+        def connect_all() -> list[Endpoint]:
+            drv = self._driver_now()
+            netns.delete(os.path.join(self.netns_dir, c.id))  # a leftover of a crash
+            path = netns.create(self.netns_dir, c.id)
+            done: list[Endpoint] = []
+            try:
+                for i, ((_, _n), ip) in enumerate(zip(nets, ips, strict=True)):
+                    done.append(drv.connect(c.id, _n.id, path, f"eth{i}", ip, ports if i == 0 else (),
+                                            default_route=i == 0))
+            except BaseException:
+                for ep in done:
+                    drv.disconnect(ep, delete_link=False)
+                netns.delete(path)
+                raise
+            return done
+
+        try:
+            eps = await asyncio.to_thread(connect_all)
+        except PortAllocated as e:
+            raise PortAllocated(f"driver failed programming external connectivity on endpoint {c.name} "
+                                f"({c.id[:12]}): {e.message}") from None
+        for (key, n), ep in zip(nets, eps, strict=True):
+            self._save_ep({"container_id": c.id, "network_id": n.id, "ip": str(ep.ip), "endpoint": ep.to_dict()})
+            view = c.networks.get(key) or endpoint_view(n.id)
+            view.update(self._ep_view(n, ep))
+            c.networks[key] = view
+            self.events.publish("network", "connect", n.id, {"name": n.name, "type": n.driver, "container": c.id})
+        c.ports = ports_view(c, eps[0].ports if eps else ())
+        return Attachment(os.path.join(self.netns_dir, c.id), [str(ep.ip) for ep in eps])
+
+    def _ep_view(self, n: Network, ep: Endpoint) -> dict[str, Any]:
+        na = self.ipam.networks[n.id]
+        return {"NetworkID": n.id, "EndpointID": _endpoint_id(ep), "Gateway": str(na.gateway),
+                "IPAddress": str(ep.ip), "IPPrefixLen": ep.prefixlen, "MacAddress": ep.mac}
+
+    async def detach(self, c: Container) -> None:
+        """After the container exited: its endpoints and netns go; its addresses stay reserved."""
+        recs = [r for r in self._endpoint_rows(c.id) if r.get("endpoint")]
+        path = os.path.join(self.netns_dir, c.id)
+        if not recs and not os.path.exists(path):
+            return
+
+        def disconnect_all() -> None:
+            drv = self._driver_now() if recs else None
+            for r in recs:
+                if drv is not None:
+                    drv.disconnect(Endpoint.from_dict(r["endpoint"]), delete_link=False)
+            netns.delete(path)
+
+        await asyncio.to_thread(disconnect_all)
+        for r in recs:
+            r["endpoint"] = None
+            self._save_ep(r)
+            n = self._nets.get(r["network_id"])
+            if n is not None:
+                self.events.publish("network", "disconnect", n.id,
+                                    {"name": n.name, "type": n.driver, "container": c.id})
+        for view in c.networks.values():
+            view.update(EndpointID="", Gateway="", IPAddress="", IPPrefixLen=0, MacAddress="")
+        c.ports = {}
+
+    def release(self, c: Container) -> None:
+        """At removal: the container's addresses go back to the pools."""
+        for r in self._endpoint_rows(c.id):
+            self.ipam.release(r["network_id"], IPv4Address(r["ip"]))
+        with self.db.tx() as tx:
+            tx.execute("DELETE FROM network_endpoints WHERE container_id=?", (c.id,))
+            tx.execute("INSERT OR REPLACE INTO network_ipam(key, state) VALUES ('ipam', ?)",
+                       (json.dumps(self.ipam.to_dict()),))
+
+    async def connect(self, n: Network, c: Container, cfg: dict[str, Any]) -> None:
+        """`network connect`: a running container gets the link now, a stopped one at its start."""
+        mode = c.host_config.get("NetworkMode") or "default"
+        if mode in ("host", "none") or mode.startswith("container:") or n.driver != "bridge":
+            raise Forbidden("container cannot be disconnected from host network or connected to host "
+                            "network" if "host" in (mode, n.name) else
+                            f"container {c.name} is in network mode {mode}: it cannot join other networks")
+        if n.name in c.networks:
+            raise Forbidden(f"endpoint with name {c.name} already exists in network {n.name}")
+        ep_view = endpoint_view(n.id)
+        _apply_endpoint_config(ep_view, cfg or {}, n)
+        c.networks[n.name] = ep_view
+        if c.running:
+            try:
+                ip = self._allocation(c, n)
+                path = os.path.join(self.netns_dir, c.id)
+                ifname = f"eth{len(c.networks) - 1}"
+
+                def link() -> Endpoint:
+                    return self._driver_now().connect(c.id, n.id, path, ifname, ip, (), default_route=False)
+
+                ep = await asyncio.to_thread(link)
+            except BaseException:
+                del c.networks[n.name]
+                self._forget_allocation(c, n)
+                raise
+            self._save_ep({"container_id": c.id, "network_id": n.id, "ip": str(ep.ip), "endpoint": ep.to_dict()})
+            ep_view.update(self._ep_view(n, ep))
+        self.events.publish("network", "connect", n.id, {"name": n.name, "type": n.driver, "container": c.id})
+
+    def _forget_allocation(self, c: Container, n: Network) -> None:
+        for r in self._endpoint_rows(c.id):
+            if r["network_id"] == n.id:
+                self.ipam.release(n.id, IPv4Address(r["ip"]))
+                self._del_ep(c.id, n.id)
+                self._save_ipam()
+
+    async def disconnect(self, n: Network, c: Container) -> None:
+        key = next((k for k in c.networks if k == n.name or _net_id(c, k) == n.id), None)
+        if key is None:
+            raise Forbidden(f"container {c.id} is not connected to network {n.name}")
+        if n.driver != "bridge":
+            raise Forbidden("container cannot be disconnected from host network or connected to host network")
+        rec = next((r for r in self._endpoint_rows(c.id) if r["network_id"] == n.id), None)
+        if rec and rec.get("endpoint"):
+            ep = Endpoint.from_dict(rec["endpoint"])
+            await asyncio.to_thread(lambda: self._driver_now().disconnect(ep))
+        self._forget_allocation(c, n)
+        del c.networks[key]
+        self.events.publish("network", "disconnect", n.id, {"name": n.name, "type": n.driver, "container": c.id})
+
+    # --- API shapes -------------------------------------------------------------------------------
+    def inspect_view(self, n: Network, containers: list[Container]) -> dict[str, Any]:
+        ipam_cfg: list[dict[str, str]] = []
+        if n.id in self.ipam.networks:
+            na = self.ipam.networks[n.id]
+            entry = {"Subnet": str(na.subnet), "Gateway": str(na.gateway)}
+            if na.ip_range != na.subnet:
+                entry["IPRange"] = str(na.ip_range)
+            ipam_cfg = [entry]
+        members: dict[str, Any] = {}
+        for c in containers:
+            for key, ep in c.networks.items():
+                if (key == n.name or ep.get("NetworkID") == n.id) and ep.get("EndpointID"):
+                    members[c.id] = {"Name": c.name, "EndpointID": ep["EndpointID"],
+                                     "MacAddress": ep.get("MacAddress", ""),
+                                     "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}" if ep.get("IPAddress")
+                                     else "", "IPv6Address": ""}
+        return {"Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local", "Driver": n.driver,
+                "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None if n.predefined else {},
+                                              "Config": ipam_cfg},
+                "Internal": n.internal, "Attachable": n.attachable, "Ingress": False,
+                "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": members,
+                "Options": dict(n.options), "Labels": dict(n.labels)}
+
+    def close(self) -> None:
+        """Daemon shutdown: port holds and netlink go; bridges, rules and netns stay (live restore)."""
+        drv = self._driver
+        close = getattr(drv, "close", None)
+        if close is not None:
+            close()
+        try:
+            netns.release_dir(self.netns_dir)  # only when no container's namespace is left in it
+        except OSError as e:
+            log.warning("could not release %s: %s", self.netns_dir, e)
+
+
+def _bridge_driver(prefix: str) -> NetworkDriver:
+    from berth.network.bridge import BridgeDriver  # pyroute2: only once a network is used
+    from berth.network.iptables import Firewall
+
+    return BridgeDriver(Firewall(prefix))
+
+
+def _net_id(c: Container, key: str) -> str:
+    return str((c.networks.get(key) or {}).get("NetworkID") or "")
+
+
+def _endpoint_id(ep: Endpoint) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{ep.container_id}/{ep.network_id}/{ep.host_ifname}".encode()).hexdigest()
+
+
+def _port_key(key: str) -> tuple[int, str]:
+    port, _, proto = str(key).partition("/")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidParameter(f"invalid port specification: {key!r}")
+    proto = proto or "tcp"
+    if proto not in ("tcp", "udp"):
+        raise InvalidParameter(f"invalid protocol {proto!r} in port {key!r}")
+    return int(port), proto
+
+
+def endpoint_view(network_id: str = "") -> dict[str, Any]:
+    return {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "NetworkID": network_id,
+            "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": None}
+
+
+def _apply_endpoint_config(ep: dict[str, Any], cfg: dict[str, Any], n: Network) -> None:
+    if not isinstance(cfg, dict):
+        raise InvalidParameter("EndpointConfig must be an object")
+    ipam = cfg.get("IPAMConfig") or {}
+    if ipam and isinstance(ipam, dict) and ipam.get("IPv4Address"):
+        if n.predefined:
+            raise InvalidParameter("user specified IP address is supported on user defined networks only")
+        ep["IPAMConfig"] = {"IPv4Address": str(ipam["IPv4Address"])}
+    if cfg.get("Aliases"):
+        ep["Aliases"] = [str(a) for a in cfg["Aliases"]]
+
+
+def ports_view(c: Container, published: tuple[PortBinding, ...]) -> dict[str, Any]:
+    """NetworkSettings.Ports: every exposed port, with its host bindings or null."""
+    out: dict[str, Any] = {str(k) if "/" in str(k) else f"{k}/tcp": None
+                           for k in (c.config.get("ExposedPorts") or {})}
+    for p in published:
+        out.setdefault(f"{p.container_port}/{p.proto}", None)
+        key = f"{p.container_port}/{p.proto}"
+        out[key] = (out[key] or []) + [{"HostIp": p.host_ip, "HostPort": str(p.host_port)}]
+    return out
