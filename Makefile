@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SOCK := /run/berth/berth.sock
 PIDFILE := /run/berth/berthd.pid
 LOG := /var/log/berthd.log
-DEB_PKGS := runc crun conmon iptables busybox-static uidmap procps python3-venv ca-certificates
+DEB_PKGS := runc crun conmon iptables nftables busybox-static uidmap procps python3-venv ca-certificates
 export PATH := /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$(PATH)
 
 .PHONY: up down test deps venv test-venv lint unit

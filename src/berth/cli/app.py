@@ -73,6 +73,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "system": ("groups", "system", "Manage berth"),
     "volume": ("groups", "volume", "Manage volumes"),
     "network": ("groups", "network", "Manage networks"),
+    "compose": ("groups", "compose", "Define and run multi-container applications"),
+    "machine": ("groups", "machine", "Manage machines (hosts running berthd) declared in machines.yml"),
 }
 
 

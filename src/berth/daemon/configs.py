@@ -179,11 +179,14 @@ def command(image_cfg: dict[str, Any], body: dict[str, Any]) -> tuple[str, list[
 
 def build_bundle(c: Container, cdir: str, rootfs: str,
                  user_mounts: list[dict[str, Any]] | None = None, netns_path: str | None = None,
-                 ip_addresses: list[str] | None = None) -> dict[str, Any]:
+                 ip_addresses: list[str] | None = None, *, embedded_dns: bool = False,
+                 link_hosts: list[tuple[str, str]] | None = None,
+                 link_env: list[str] | None = None) -> dict[str, Any]:
     """Write the per-container /etc files and return the OCI config for this start.
     `user_mounts` (binds, volumes, tmpfs) follow the /etc files; one at the same path wins.
     `netns_path` is the network namespace to join (bridge networks, `container:`), with the
-    container's own addresses for /etc/hosts."""
+    container's own addresses for /etc/hosts; `embedded_dns`, `link_hosts` and `link_env` come
+    from the network service (built-in DNS, legacy links)."""
     hc = c.host_config
     cfg = c.config
     mode = hc["NetworkMode"]
@@ -192,7 +195,7 @@ def build_bundle(c: Container, cdir: str, rootfs: str,
         cdir, hostname=cfg["Hostname"], domainname=cfg.get("Domainname") or "", host_network=host_net,
         extra_hosts=hc.get("ExtraHosts") or (), dns=hc.get("Dns") or (),
         dns_search=hc.get("DnsSearch") or (), dns_options=hc.get("DnsOptions") or (),
-        ip_addresses=ip_addresses or ())
+        ip_addresses=ip_addresses or (), links=link_hosts or (), embedded_dns=embedded_dns)
     uid, gid, extra_gids = users.resolve_user(rootfs, cfg.get("User") or "")
     if hc.get("GroupAdd"):
         extra_gids = extra_gids + users.resolve_groups(rootfs, list(hc["GroupAdd"]))
@@ -209,7 +212,7 @@ def build_bundle(c: Container, cdir: str, rootfs: str,
         container_id=c.id,
         rootfs=rootfs,
         args=[c.path, *c.args],
-        env=spec.container_env([], cfg.get("Env") or [], cfg["Hostname"], bool(cfg.get("Tty"))),
+        env=spec.container_env(link_env or [], cfg.get("Env") or [], cfg["Hostname"], bool(cfg.get("Tty"))),
         cwd=cwd,
         uid=uid,
         gid=gid,

@@ -32,7 +32,7 @@ from . import configs
 from .events import EventBus
 from .model import Container, now_rfc3339
 from .mounts import MountManager, RuntimeMounter
-from .networks import NetworkService
+from .networks import Attachment, NetworkService
 
 log = logging.getLogger("berth.containers")
 
@@ -183,6 +183,7 @@ class ContainerService:
             netcfg = body.get("NetworkingConfig") or {}
             c.networks = self.networks.plan(mode, netcfg.get("EndpointsConfig") if isinstance(netcfg, dict)
                                             else None)
+            host_config["Links"] = self.networks.register_links(c)
         c.mounts = self.mounts.plan(cid, config, host_config)
         os.makedirs(self.rootfs(c), exist_ok=True)
         self.layers.prepare(cid, img.top_chain)
@@ -228,8 +229,10 @@ class ContainerService:
             if not mounts.is_mounted(rootfs):
                 m = self.layers.mount_spec(c.id, c.top_chain)
                 mounts.mount(m.source, rootfs, m.type, m.options)
-            netns_path, ips = await self._attach_networks(c)
-            spec = configs.build_bundle(c, cdir, rootfs, self.mounts.oci_mounts(c, rootfs), netns_path, ips)
+            att = await self._attach_networks(c)
+            spec = configs.build_bundle(c, cdir, rootfs, self.mounts.oci_mounts(c, rootfs), att.netns_path, att.ips,
+                                        embedded_dns=att.embedded_dns, link_hosts=att.link_hosts,
+                                        link_env=att.link_env)
             tmp = os.path.join(cdir, "config.json.tmp")
             with open(tmp, "w") as f:
                 json.dump(spec, f)
@@ -265,7 +268,7 @@ class ContainerService:
         self._save(c)
         self._event(c, "start")
 
-    async def _attach_networks(self, c: Container) -> tuple[str | None, list[str]]:
+    async def _attach_networks(self, c: Container) -> Attachment:
         """The netns to join and the container's addresses: its networks' endpoints, or the
         namespace of the container named by `container:<id>`."""
         mode = c.host_config.get("NetworkMode") or "default"
@@ -273,11 +276,11 @@ class ContainerService:
             other = self.get(mode[len("container:"):])
             if not other.running or not other.state.get("Pid"):
                 raise Conflict(f"cannot join network of a non running container: {other.id}")
-            return f"/proc/{other.state['Pid']}/ns/net", []
+            return Attachment(f"/proc/{other.state['Pid']}/ns/net", [],  # its resolver is ours too
+                              embedded_dns=self.networks is not None and self.networks.has_dns(other.id))
         if self.networks is None:
-            return None, []
-        att = await self.networks.attach(c)
-        return att.netns_path, att.ips
+            return Attachment(None, [])
+        return await self.networks.attach(c)
 
     def _watch(self, c: Container) -> None:
         if self._watcher is None:

@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--iptables-prefix", default="BERTH", help="prefix of berth's iptables chains")
     p.add_argument("--default-pool", default="10.210.0.0/16,size=24", metavar="CIDR[,size=N]",
                    help="where networks without --subnet get their subnets")
+    p.add_argument("--config-file", default=None, metavar="FILE",
+                   help='JSON ({"labels": [...]}) re-read on SIGHUP: labels change without a restart')
     p.add_argument("--version", action="version", version=f"berthd {__version__}")
     return p.parse_args(argv)
 
@@ -130,8 +132,10 @@ async def run(args: argparse.Namespace) -> None:
     containers = ContainerService(data_root, db, images, layers, runtimes, args.default_runtime, events,
                                   volumes=volumes, networks=networks)
     usage.svc = containers
+    networks.lookup = containers.get  # legacy links name other containers
     await networks.recover()  # before containers are re-watched: their ports must keep working
     await containers.recover()
+    await networks.resume(containers.all())  # the built-in DNS of those still running
     daemon_id = _daemon_id(data_root)
     system_b = SystemAPI(daemon_id, data_root, containers, events, args.label,
                          {n: r.info.path for n, r in runtimes.items()}, args.default_runtime)
@@ -149,6 +153,8 @@ async def run(args: argparse.Namespace) -> None:
                                           BuildCache(db, images),
                                           os.path.join(data_root, "tmp")))
 
+    if args.config_file:  # before serving: a reload may be requested as soon as we answer
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_config, args.config_file, system_b)
     servers = []
     for host in args.host or [f"unix://{DEFAULT_SOCKET}"]:
         if host.startswith("unix://"):
@@ -184,6 +190,27 @@ async def run(args: argparse.Namespace) -> None:
             os.unlink(args.pidfile)
         except FileNotFoundError:
             pass
+
+
+def _reload_config(path: str, system_b: object) -> None:
+    """SIGHUP: take the labels from the --config-file (a missing file or key changes nothing)."""
+    import json
+
+    try:
+        with open(path) as f:
+            config = json.load(f)
+        labels = config.get("labels")
+        if labels is None:
+            return
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise ValueError('"labels" must be a list of "key=value" strings')
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, AttributeError) as e:
+        log.error("reload of %s failed, configuration unchanged: %s", path, e)
+        return
+    system_b.labels = list(labels)  # type: ignore[attr-defined]
+    log.info("reloaded %s: labels %s", path, labels)
 
 
 def _daemon_id(data_root: str) -> str:

@@ -17,17 +17,18 @@ import asyncio
 import json
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING, Any
 
 from berth.common.db import Database
-from berth.common.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from berth.common.errors import BerthError, Conflict, Forbidden, InvalidParameter, NotFound
 from berth.common.ids import new_id
 from berth.network import netns
 from berth.network.ipam import Ipam, host_routes
-from berth.network.model import Endpoint, NetworkConfig, NetworkDriver, PortBinding
+from berth.network.model import Endpoint, NetworkConfig, NetworkDriver, PortBinding, mac_for_ip
 from berth.network.ports import PortAllocated
 
 from .events import EventBus
@@ -35,6 +36,8 @@ from .model import Container, now_rfc3339
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from berth.network.dns import DnsServer, Sockets
 
 log = logging.getLogger("berth.networks")
 
@@ -100,8 +103,9 @@ class Network:
     attachable: bool = False
     options: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
-    ipam_config: list[dict[str, str]] = field(default_factory=list)  # as requested
+    ipam_config: list[dict[str, Any]] = field(default_factory=list)  # as requested
     bridge: str = ""
+    ipam_options: dict[str, str] | None = None  # --ipam-opt, recorded only; None if not sent
 
     def to_record(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -128,10 +132,15 @@ def _truthy(v: str) -> bool:
 
 @dataclass
 class Attachment:
-    """What a start needs from the networks: the netns path (or None) and the container's IPs."""
+    """What a start needs from the networks: the netns path (or None) and the container's IPs;
+    whether its resolv.conf names the built-in DNS; legacy links' /etc/hosts lines (names, ip) and
+    environment variables."""
 
     netns_path: str | None
     ips: list[str]
+    embedded_dns: bool = False
+    link_hosts: list[tuple[str, str]] = field(default_factory=list)
+    link_env: list[str] = field(default_factory=list)
 
 
 class NetworkService:
@@ -147,6 +156,11 @@ class NetworkService:
         self._driver_lock = threading.Lock()
         self.ipam = Ipam(self.opts.pools)
         self._nets: dict[str, Network] = {}
+        # Set by the daemon: containers by name or id (legacy links name other containers).
+        self.lookup: Callable[[str], Container] | None = None
+        # Running containers with an address on a user-defined network: the built-in DNS's table.
+        self._live: dict[str, Container] = {}
+        self._dns: DnsServer | None = None
         db.ensure_schema(SCHEMA)
         for row in db.query("SELECT record FROM networks"):
             n = Network.from_record(json.loads(row["record"]))
@@ -280,11 +294,26 @@ class NetworkService:
             raise Conflict(f"bridge {bridge} is already used by another network")
         self.ipam.add_network(nid, cfg.get("Subnet") or None, cfg.get("Gateway") or None,
                               cfg.get("IPRange") or None, host_routes=host_routes())
+        aux = cfg.get("AuxiliaryAddresses") or {}
+        try:
+            if not isinstance(aux, dict):
+                raise InvalidParameter("AuxiliaryAddresses must be an object")
+            for host, addr in aux.items():  # reserved: never given to a container
+                try:
+                    self.ipam.allocate(nid, str(addr))
+                except InvalidParameter as e:
+                    raise InvalidParameter(f"invalid auxiliary address {host}={addr}: {e.message}") from None
+        except BaseException:
+            self.ipam.remove_network(nid)
+            raise
         n = Network(nid, name, "bridge", now_rfc3339(), internal=bool(body.get("Internal")),
                     attachable=bool(body.get("Attachable")), options=options,
                     labels={str(k): str(v) for k, v in (body.get("Labels") or {}).items()},
-                    ipam_config=[{k: str(v) for k, v in cfg.items() if k in ("Subnet", "Gateway", "IPRange")}]
-                    if cfg else [], bridge=bridge)
+                    ipam_config=[{k: str(v) for k, v in cfg.items() if k in ("Subnet", "Gateway", "IPRange")}
+                                 | ({"AuxiliaryAddresses": {str(k): str(v) for k, v in aux.items()}} if aux else {})]
+                    if cfg else [], bridge=bridge,
+                    ipam_options={str(k): str(v) for k, v in ipam["Options"].items()}
+                    if isinstance(ipam.get("Options"), dict) else None)
         try:
             netcfg = n.config(self.ipam)
 
@@ -405,37 +434,81 @@ class NetworkService:
         if not nets:
             return Attachment(None, [])
         ports = self.port_bindings(c)
+        link_hosts, link_env = self._links(c, nets)
         ips = [self._allocation(c, n) for _, n in nets]
+        # docker's rule: the built-in DNS for a container on any user-defined network
+        with_dns = any(not n.predefined for _, n in nets)
 
-        def connect_all() -> list[Endpoint]:
-            drv = self._driver_now()
+        def make_netns() -> str:
+            self._driver_now()
             netns.delete(os.path.join(self.netns_dir, c.id))  # a leftover of a crash
-            path = netns.create(self.netns_dir, c.id)
+            return netns.create(self.netns_dir, c.id)
+
+        def connect_all(path: str) -> list[Endpoint]:
+            drv = self._driver_now()
             done: list[Endpoint] = []
             try:
-                for i, ((_, _n), ip) in enumerate(zip(nets, ips, strict=True)):
+                for i, ((key, _n), ip) in enumerate(zip(nets, ips, strict=True)):
                     done.append(drv.connect(c.id, _n.id, path, f"eth{i}", ip, ports if i == 0 else (),
-                                            default_route=i == 0))
+                                            default_route=i == 0, **_mac_opt(c.networks.get(key), ip)))
             except BaseException:
                 for ep in done:
                     drv.disconnect(ep, delete_link=False)
-                netns.delete(path)
                 raise
             return done
 
+        path = os.path.join(self.netns_dir, c.id)
+        socks: Sockets | None = None
+        connected: list[Endpoint] = []
         try:
-            eps = await asyncio.to_thread(connect_all)
-        except PortAllocated as e:
-            raise PortAllocated(f"driver failed programming external connectivity on endpoint {c.name} "
-                                f"({c.id[:12]}): {e.message}") from None
+            if with_dns:  # the resolver's sockets and rule are made while the veths are
+                from berth.network.dns import open_sockets
+
+                await asyncio.to_thread(make_netns)
+
+                got_eps, got_socks = await asyncio.gather(asyncio.to_thread(connect_all, path),
+                                                          asyncio.to_thread(open_sockets, path),
+                                                          return_exceptions=True)
+                if not isinstance(got_eps, BaseException):
+                    connected = got_eps
+                if not isinstance(got_socks, BaseException):
+                    socks = got_socks
+                for got in (got_eps, got_socks):
+                    if isinstance(got, BaseException):
+                        raise got
+                assert socks is not None
+                await self._dns_server().serve(c.id, socks)
+                eps = connected
+            else:  # one worker-thread hop, as before the built-in DNS
+                eps = await asyncio.to_thread(lambda: connect_all(make_netns()))
+        except BaseException as e:
+            if socks is not None:
+                self._dns_server().stop(c.id)
+                socks.close()
+
+            def undo() -> None:
+                for ep in connected:
+                    self._driver_now().disconnect(ep, delete_link=False)
+                netns.delete(path)
+
+            await asyncio.to_thread(undo)
+            if isinstance(e, PortAllocated):
+                raise PortAllocated(f"driver failed programming external connectivity on endpoint {c.name} "
+                                    f"({c.id[:12]}): {e.message}") from None
+            raise
         for (key, n), ep in zip(nets, eps, strict=True):
             self._save_ep({"container_id": c.id, "network_id": n.id, "ip": str(ep.ip), "endpoint": ep.to_dict()})
             view = c.networks.get(key) or endpoint_view(n.id)
             view.update(self._ep_view(n, ep))
+            if not n.predefined:
+                view["DNSNames"] = dns_names(c, view)
             c.networks[key] = view
             self.events.publish("network", "connect", n.id, {"name": n.name, "type": n.driver, "container": c.id})
         c.ports = ports_view(c, eps[0].ports if eps else ())
-        return Attachment(os.path.join(self.netns_dir, c.id), [str(ep.ip) for ep in eps])
+        if any(not n.predefined for _, n in nets):
+            self._live[c.id] = c
+        return Attachment(os.path.join(self.netns_dir, c.id), [str(ep.ip) for ep in eps], with_dns,
+                          link_hosts, link_env)
 
     def _ep_view(self, n: Network, ep: Endpoint) -> dict[str, Any]:
         na = self.ipam.networks[n.id]
@@ -444,6 +517,9 @@ class NetworkService:
 
     async def detach(self, c: Container) -> None:
         """After the container exited: its endpoints and netns go; its addresses stay reserved."""
+        self._live.pop(c.id, None)
+        if self._dns is not None:
+            self._dns.stop(c.id)  # its sockets hold the netns alive
         recs = [r for r in self._endpoint_rows(c.id) if r.get("endpoint")]
         path = os.path.join(self.netns_dir, c.id)
         if not recs and not os.path.exists(path):
@@ -465,7 +541,10 @@ class NetworkService:
                 self.events.publish("network", "disconnect", n.id,
                                     {"name": n.name, "type": n.driver, "container": c.id})
         for view in c.networks.values():
-            view.update(EndpointID="", Gateway="", IPAddress="", IPPrefixLen=0, MacAddress="")
+            auto = view.get("IPAddress") and view.get("MacAddress") == mac_for_ip(IPv4Address(view["IPAddress"]))
+            view.update(EndpointID="", Gateway="", IPAddress="", IPPrefixLen=0)
+            if auto:  # a configured MAC (--mac-address, connect --mac-address) stays for the next start
+                view["MacAddress"] = ""
         c.ports = {}
 
     def release(self, c: Container) -> None:
@@ -496,7 +575,8 @@ class NetworkService:
                 ifname = f"eth{len(c.networks) - 1}"
 
                 def link() -> Endpoint:
-                    return self._driver_now().connect(c.id, n.id, path, ifname, ip, (), default_route=False)
+                    return self._driver_now().connect(c.id, n.id, path, ifname, ip, (), default_route=False,
+                                                      **_mac_opt(ep_view, ip))
 
                 ep = await asyncio.to_thread(link)
             except BaseException:
@@ -505,6 +585,9 @@ class NetworkService:
                 raise
             self._save_ep({"container_id": c.id, "network_id": n.id, "ip": str(ep.ip), "endpoint": ep.to_dict()})
             ep_view.update(self._ep_view(n, ep))
+            if not n.predefined:
+                ep_view["DNSNames"] = dns_names(c, ep_view)
+                self._live[c.id] = c  # its names resolve on `n` from now on
         self.events.publish("network", "connect", n.id, {"name": n.name, "type": n.driver, "container": c.id})
 
     def _forget_allocation(self, c: Container, n: Network) -> None:
@@ -526,6 +609,8 @@ class NetworkService:
             await asyncio.to_thread(lambda: self._driver_now().disconnect(ep))
         self._forget_allocation(c, n)
         del c.networks[key]
+        if c.id in self._live and not any(self._user_net(v) for v in c.networks.values()):
+            del self._live[c.id]
         self.events.publish("network", "disconnect", n.id, {"name": n.name, "type": n.driver, "container": c.id})
 
     # --- API shapes -------------------------------------------------------------------------------
@@ -536,6 +621,8 @@ class NetworkService:
             entry = {"Subnet": str(na.subnet), "Gateway": str(na.gateway)}
             if na.ip_range != na.subnet:
                 entry["IPRange"] = str(na.ip_range)
+            if n.ipam_config and n.ipam_config[0].get("AuxiliaryAddresses"):
+                entry["AuxiliaryAddresses"] = n.ipam_config[0]["AuxiliaryAddresses"]
             ipam_cfg = [entry]
         members: dict[str, Any] = {}
         for c in containers:
@@ -546,14 +633,159 @@ class NetworkService:
                                      "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}" if ep.get("IPAddress")
                                      else "", "IPv6Address": ""}
         return {"Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local", "Driver": n.driver,
-                "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None if n.predefined else {},
+                "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None if n.ipam_options is None else dict(n.ipam_options),
                                               "Config": ipam_cfg},
                 "Internal": n.internal, "Attachable": n.attachable, "Ingress": False,
                 "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": members,
                 "Options": dict(n.options), "Labels": dict(n.labels)}
 
+    # --- built-in DNS ------------------------------------------------------------------------
+    def _dns_server(self) -> DnsServer:
+        if self._dns is None:
+            from berth.network.dns import DnsServer  # dnspython: only once a user network is used
+
+            self._dns = DnsServer(self)
+        return self._dns
+
+    def _user_net(self, view: dict[str, Any]) -> Network | None:
+        n = self._nets.get(str(view.get("NetworkID") or ""))
+        return n if n is not None and n.driver == "bridge" and not n.predefined and view.get("IPAddress") else None
+
+    def has_dns(self, container_id: str) -> bool:
+        return self._dns is not None and self._dns.serving(container_id)
+
+    def resolve(self, container_id: str, name: str) -> list[str] | None:
+        """`Names.resolve`: name, alias, short id or hostname of a container, or `<that>.<network>`,
+        on the user-defined networks the asker is on; its own legacy links' aliases too."""
+        asker = self._live.get(container_id)
+        if asker is None:
+            return None
+        mine = {n.id: n for v in asker.networks.values() if (n := self._user_net(v)) is not None}
+        links = list(asker.host_config.get("Links") or ())
+        for v in asker.networks.values():
+            if self._user_net(v) is not None:
+                links += v.get("Links") or []
+        for link in links:
+            child, alias = _parse_link(str(link))
+            if name == alias.lower() and self.lookup is not None:
+                try:
+                    name = self.lookup(child).name.lower()
+                except BerthError:
+                    pass
+        ips: list[str] = []
+        for c in self._live.values():
+            for view in c.networks.values():
+                n = self._user_net(view)
+                if n is None or n.id not in mine:
+                    continue
+                names = {x.lower() for x in dns_names(c, view)}
+                suffix = "." + n.name.lower()
+                if name in names or (name.endswith(suffix) and name[: -len(suffix)] in names):
+                    ips.append(str(view["IPAddress"]))
+        return ips or None
+
+    def reverse(self, container_id: str, ip: str) -> str | None:
+        asker = self._live.get(container_id)
+        if asker is None:
+            return None
+        mine = {n.id for v in asker.networks.values() if (n := self._user_net(v)) is not None}
+        for c in self._live.values():
+            for view in c.networks.values():
+                n = self._user_net(view)
+                if n is not None and n.id in mine and view.get("IPAddress") == ip:
+                    return f"{c.name}.{n.name}"
+        return None
+
+    def upstreams(self, container_id: str) -> list[str]:
+        """The container's `--dns` servers, else the host's; none on internal networks only."""
+        c = self._live.get(container_id)
+        if c is None:
+            return []
+        nets = [n for v in c.networks.values() if (n := self._user_net(v)) is not None]
+        if nets and all(n.internal for n in nets):
+            return []
+        from berth.network.dns import host_nameservers
+
+        return [str(s) for s in c.host_config.get("Dns") or ()] or host_nameservers()
+
+    async def resume(self, containers: list[Container]) -> None:
+        """After a daemon restart: the table and a resolver for every running container on a
+        user-defined network (new sockets; the rule in its netns is rewritten for their ports)."""
+        for c in containers:
+            if not c.running or not any(self._user_net(v) for v in c.networks.values()):
+                continue
+            path = os.path.join(self.netns_dir, c.id)
+            if not netns.exists(path):
+                continue
+            self._live[c.id] = c
+            from berth.network.dns import open_sockets
+
+            try:
+                socks = await asyncio.to_thread(open_sockets, path, False)
+                await self._dns_server().serve(c.id, socks)
+            except (OSError, BerthError) as e:
+                log.warning("built-in DNS of %s not restored: %s", c.id[:12], e)
+
+    # --- legacy links -----------------------------------------------------------------------------
+    def register_links(self, c: Container) -> list[str] | None:
+        """At create, as dockerd: each linked container must exist; on the default bridge the links
+        are kept in dockerd's form `/child:/parent/alias`."""
+        links = [str(x) for x in c.host_config.get("Links") or ()]
+        if not links:
+            return None
+        mode = c.host_config.get("NetworkMode") or "default"
+        if mode == "host":
+            raise InvalidParameter("conflicting options: host type networking can't be used with links. "
+                                   "This would result in undefined behavior")
+        if mode not in ("default", "bridge") or self.lookup is None:
+            return links
+        out = []
+        for link in links:
+            name, alias = _parse_link(link)
+            try:
+                child = self.lookup(name)
+            except NotFound:
+                raise InvalidParameter(f"could not get container for {name}") from None
+            out.append(f"/{child.name}:/{c.name}/{alias}")
+        return out
+
+    def _links(self, c: Container, nets: list[tuple[str, Network]]) -> tuple[list[tuple[str, str]], list[str]]:
+        """/etc/hosts lines and environment of `--link name:alias` on the default bridge (on a
+        user-defined network a link is an alias the built-in DNS answers for this container only)."""
+        links = c.host_config.get("Links") or ()
+        if not links or self.lookup is None:
+            return [], []
+        default = next((n for _, n in nets if n.predefined), None)
+        hosts: list[tuple[str, str]] = []
+        env: list[str] = []
+        for link in links:
+            name, alias = _parse_link(str(link))
+            try:
+                child = self.lookup(name)
+            except NotFound:
+                raise InvalidParameter(f"could not get container for {name}") from None
+            if not child.running:
+                raise InvalidParameter(f"Cannot link to a non running container: /{child.name} AS "
+                                       f"/{c.name}/{alias}")
+            if default is None:
+                continue
+            view = next((v for v in child.networks.values() if v.get("NetworkID") == default.id), None)
+            if view is None or not view.get("IPAddress"):
+                raise InvalidParameter(f"Cannot link to /{child.name}, as it does not belong to the default "
+                                       "network")
+            ip = str(view["IPAddress"])
+            names = [alias, child.config.get("Hostname") or ""]
+            if alias != child.name:
+                names.append(child.name)
+            hosts.append((" ".join(x for x in names if x), ip))
+            env += link_env(alias, f"/{c.name}/{alias}", ip, list(child.config.get("ExposedPorts") or {}),
+                            child.config.get("Env") or [])
+        return hosts, env
+
     def close(self) -> None:
         """Daemon shutdown: port holds and netlink go; bridges, rules and netns stay (live restore)."""
+        if self._dns is not None:
+            self._dns.close()
         drv = self._driver
         close = getattr(drv, "close", None)
         if close is not None:
@@ -581,6 +813,68 @@ def _endpoint_id(ep: Endpoint) -> str:
     return hashlib.sha256(f"{ep.container_id}/{ep.network_id}/{ep.host_ifname}".encode()).hexdigest()
 
 
+def _mac_opt(view: dict[str, Any] | None, ip: IPv4Address) -> dict[str, str]:
+    """The driver's `mac` keyword when the endpoint asks for its own MAC address."""
+    mac = str((view or {}).get("MacAddress") or "")
+    return {"mac": mac} if mac and mac != mac_for_ip(ip) else {}
+
+
+def _parse_link(link: str) -> tuple[str, str]:
+    """`name:alias`, `name`, or dockerd's stored form `/name:/parent/alias` -> (name, alias)."""
+    name, _, alias = link.partition(":")
+    name = name.strip("/")
+    alias = alias.rsplit("/", 1)[-1] if alias else name
+    return name, alias
+
+
+def link_env(alias: str, link_name: str, ip: str, exposed: list[str], child_env: list[str]) -> list[str]:
+    """docker's legacy link variables (moby daemon/links/links.go `ToEnv`)."""
+    prefix = alias.upper().replace("-", "_")
+    ports: list[tuple[int, str]] = []
+    for key in exposed:
+        p, _, proto = str(key).partition("/")
+        if p.isdigit():
+            ports.append((int(p), (proto or "tcp").lower()))
+    ports.sort(key=lambda x: (x[0], x[1] != "tcp"))
+    env: list[str] = []
+    if ports:
+        p0, proto0 = ports[0]
+        env.append(f"{prefix}_PORT={proto0}://{ip}:{p0}")
+    i = 0
+    while i < len(ports):
+        j = i
+        while j + 1 < len(ports) and ports[j + 1][0] == ports[j][0] + 1:
+            j += 1
+        if j > i + 1:
+            (start, sproto), (end, eproto) = ports[i], ports[j]
+            head = f"{prefix}_PORT_{start}_{sproto.upper()}"
+            env += [f"{head}_START={sproto}://{ip}:{start}", f"{head}_ADDR={ip}", f"{head}_PROTO={sproto}",
+                    f"{head}_PORT_START={start}",
+                    f"{prefix}_PORT_{start}_{eproto.upper()}_END={eproto}://{ip}:{end}",
+                    f"{prefix}_PORT_{start}_{eproto.upper()}_PORT_END={end}"]
+            i = j + 1
+        else:
+            i += 1
+    for num, proto in ports:
+        head = f"{prefix}_PORT_{num}_{proto.upper()}"
+        env += [f"{head}={proto}://{ip}:{num}", f"{head}_ADDR={ip}", f"{head}_PORT={num}", f"{head}_PROTO={proto}"]
+    env.append(f"{prefix}_NAME={link_name}")
+    for var in child_env:
+        key, eq, value = var.partition("=")
+        if eq and key not in ("HOME", "PATH"):
+            env.append(f"{prefix}_ENV_{key}={value}")
+    return env
+
+
+def dns_names(c: Container, view: dict[str, Any]) -> list[str]:
+    """docker's DNSNames of an endpoint: name, aliases, short id, hostname (deduplicated)."""
+    out: list[str] = []
+    for x in [c.name, *(view.get("Aliases") or []), c.id[:12], c.config.get("Hostname") or ""]:
+        if x and x not in out:
+            out.append(str(x))
+    return out
+
+
 def _port_key(key: str) -> tuple[int, str]:
     port, _, proto = str(key).partition("/")
     if not port.isdigit() or not 0 < int(port) < 65536:
@@ -604,9 +898,24 @@ def _apply_endpoint_config(ep: dict[str, Any], cfg: dict[str, Any], n: Network) 
     if ipam and isinstance(ipam, dict) and ipam.get("IPv4Address"):
         if n.predefined:
             raise InvalidParameter("user specified IP address is supported on user defined networks only")
+        if not n.ipam_config:
+            raise InvalidParameter("user specified IP address is supported only when connecting to networks "
+                                   "with user configured subnets")
         ep["IPAMConfig"] = {"IPv4Address": str(ipam["IPv4Address"])}
+    if ipam and isinstance(ipam, dict) and ipam.get("LinkLocalIPs"):
+        # recorded as dockerd does; berth adds no link-local addresses
+        ep["IPAMConfig"] = dict(ep["IPAMConfig"] or {}, LinkLocalIPs=[str(x) for x in ipam["LinkLocalIPs"]])
     if cfg.get("Aliases"):
         ep["Aliases"] = [str(a) for a in cfg["Aliases"]]
+    if cfg.get("Links"):  # on a user-defined network: aliases only this container resolves
+        ep["Links"] = [str(x) for x in cfg["Links"]]
+    if isinstance(cfg.get("DriverOpts"), dict) and cfg["DriverOpts"]:
+        ep["DriverOpts"] = {str(k): str(v) for k, v in cfg["DriverOpts"].items()}
+    mac = cfg.get("MacAddress")
+    if mac:
+        if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", str(mac)):
+            raise InvalidParameter(f"invalid MAC address: {mac}")
+        ep["MacAddress"] = str(mac).lower()
 
 
 def ports_view(c: Container, published: tuple[PortBinding, ...]) -> dict[str, Any]:

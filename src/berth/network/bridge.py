@@ -94,13 +94,13 @@ class BridgeDriver:
             links.delete_link(self._ipr, net.bridge)
 
     def connect(self, container_id: str, network_id: str, netns: str, ifname: str, ip: IPv4Address,
-                ports: tuple[PortBinding, ...] = (), default_route: bool = True) -> Endpoint:
+                ports: tuple[PortBinding, ...] = (), default_route: bool = True, mac: str | None = None) -> Endpoint:
         with self._lock:
             net = self._nets.get(network_id)
             if net is None:
                 raise NotFound(f"network {network_id} not found")
             held = self._holds.take_all(ports)
-            ep = Endpoint(container_id, network_id, netns, ifname, ip, net.subnet.prefixlen, mac_for_ip(ip),
+            ep = Endpoint(container_id, network_id, netns, ifname, ip, net.subnet.prefixlen, mac or mac_for_ip(ip),
                           host_ifname(container_id, network_id), held)
             try:
                 # Internal networks give no default route, as docker: there is no way out anyway.

@@ -51,6 +51,8 @@ def write_etc_files(
     host_gateway_ip: str | None = None,
     host_resolv_conf: str = HOST_RESOLV_CONF,
     host_hosts: str = HOST_HOSTS,
+    links: Sequence[tuple[str, str]] = (),
+    embedded_dns: bool = False,
 ) -> list[dict[str, Any]]:
     """Write `hostname`, `hosts`, `resolv.conf` into `container_dir`; return their OCI mounts.
 
@@ -58,9 +60,11 @@ def write_etc_files(
     `host_gateway_ip`). With `host_network` the host's hosts (unless `--add-host` is given) and
     resolv.conf (unless a DNS option is given) are copied verbatim, as docker does; docker also
     forces the host's hostname there, which the caller passes in `hostname`. `readonly` follows
-    `--read-only`: docker then mounts these files read-only too.
+    `--read-only`: docker then mounts these files read-only too. `links` are legacy links' lines
+    ("alias hostname name", ip), after `--add-host`'s; `embedded_dns` points resolv.conf at the
+    built-in resolver (user-defined networks), the `--dns` servers being its upstreams.
     """
-    records = [_host_record(e, host_gateway_ip) for e in extra_hosts]
+    records = [_host_record(e, host_gateway_ip) for e in extra_hosts] + list(links)
     paths = {name: os.path.join(container_dir, name) for name in ("resolv.conf", "hostname", "hosts")}
 
     _write(paths["hostname"], hostname + "\n")
@@ -71,6 +75,8 @@ def write_etc_files(
         _write(paths["hosts"], build_hosts(records, own))
     if host_network and not (dns or dns_search or dns_options):
         _write(paths["resolv.conf"], _read(host_resolv_conf))
+    elif embedded_dns and not host_network:
+        _write(paths["resolv.conf"], embedded_resolv_conf(_read(host_resolv_conf), dns_search, dns_options))
     else:
         _write(
             paths["resolv.conf"],
@@ -123,6 +129,24 @@ def build_resolv_conf(
     out += ["nameserver " + s for s in servers]
     if options and " ".join(options).strip():
         out.append("options " + " ".join(options))
+    return "".join(line + "\n" for line in out)
+
+
+EMBEDDED_DNS = "127.0.0.11"
+
+
+def embedded_resolv_conf(host_text: str, dns_search: Sequence[str], dns_options: Sequence[str]) -> str:
+    """docker's resolv.conf on a user-defined network: the host's (or the options') search and
+    options, `nameserver 127.0.0.11`, and `ndots:0` unless an ndots option is given."""
+    search = list(dns_search) or _field(host_text, "search")
+    options = list(dns_options) or _field(host_text, "options")
+    if not any(o.startswith("ndots:") for o in options):
+        options.append("ndots:0")
+    out = []
+    if search and " ".join(search).strip() != ".":
+        out.append("search " + " ".join(search))
+    out.append(f"nameserver {EMBEDDED_DNS}")
+    out.append("options " + " ".join(options))
     return "".join(line + "\n" for line in out)
 
 

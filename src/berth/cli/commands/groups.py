@@ -113,3 +113,56 @@ def network() -> None:
 @click.group("volume", cls=LazyGroup, table=VOLUME, context_settings=CONTEXT_SETTINGS)
 def volume() -> None:
     """Manage volumes"""
+
+
+# The machine commands belong to berth.machine (which never imports the CLI); loaded on first use.
+MACHINE: dict[str, tuple[str, str, str]] = {
+    "ls": ("", "ls", "List machines"),
+    "inspect": ("", "inspect", "Display detailed information on one or more machines"),
+    "status": ("", "status", "Show the state of a machine"),
+    "env": ("", "env", "Display the commands to point the docker CLI and berth at a machine"),
+    "url": ("", "url", "Show the engine URL of a machine"),
+    "ip": ("", "ip", "Show the IP address of a machine"),
+    "ssh": ("", "ssh", "Run a command (or a shell) on a machine"),
+    "start": ("", "start", "Start one or more machines"),
+    "stop": ("", "stop", "Stop one or more machines (their containers keep running)"),
+    "restart": ("", "restart", "Restart the engine of one or more machines"),
+    "rm": ("", "rm", "Remove one or more machines and everything they hold"),
+    "plan": ("", "plan_cmd", "Show what apply would do"),
+    "apply": ("", "apply_cmd", "Create, change or remove machines to match the file"),
+    "export": ("", "export", "Export machine state for another workstation"),
+    "import": ("", "import_", "Import machine state exported elsewhere"),
+}
+
+
+class _MachineGroup(LazyGroup):
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = self.table.get(cmd_name)
+        if entry is None:
+            return None
+        from berth.machine import commands
+
+        command: click.Command = getattr(commands, entry[1])
+        return command
+
+
+@click.group("machine", cls=_MachineGroup, table=MACHINE, context_settings=CONTEXT_SETTINGS)
+@click.option("-f", "--file", "file", default=None, envvar="BERTH_MACHINE_FILE",
+              help="The machines file (default ./machines.yml)")
+@click.option("--state-dir", default=None, envvar="BERTH_MACHINE_STORAGE_PATH",
+              help="Where machine state is kept (default ~/.berth/machines)")
+@click.pass_context
+def machine(ctx: click.Context, file: str | None, state_dir: str | None) -> None:
+    """Manage machines (hosts running berthd) declared in machines.yml"""
+    from berth.machine.commands import setup
+
+    setup(ctx, file, state_dir)
+
+
+def __getattr__(name: str) -> object:
+    # `compose` is berth.compose's own click group (that package never imports the CLI); load it on use.
+    if name == "compose":
+        from berth.compose.cli import compose
+
+        return compose
+    raise AttributeError(name)

@@ -1,0 +1,414 @@
+"""Turns a project into networks, volumes and containers through berth's Engine API client.
+
+The daemon's `com.docker.compose.*` labels are the only state: every decision (create, recreate,
+start, leave alone, remove) is made from what `GET /containers/json` reports for the project.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from berth.client.api import APIClient
+from berth.client.errors import ClientError
+from berth.compose import convert, resources
+from berth.compose.errors import ComposeError
+from berth.compose.graph import run_in_order, with_dependencies
+from berth.compose.model import Project, Service
+
+Emit = Callable[[str], None]
+
+
+@dataclass
+class UpOptions:
+    services: list[str] = field(default_factory=list)
+    build: bool = False
+    force_recreate: bool = False
+    no_recreate: bool = False
+    no_deps: bool = False
+    scale: dict[str, int] = field(default_factory=dict)
+    remove_orphans: bool = False
+    start: bool = True
+
+
+def _number(c: dict[str, Any]) -> int:
+    try:
+        return int(c["Labels"].get(convert.LABEL_NUMBER, "0"))
+    except ValueError:
+        return 0
+
+
+def _name(c: dict[str, Any]) -> str:
+    return (c.get("Names") or ["/?"])[0].lstrip("/")
+
+
+class Compose:
+    """One project on one engine. Methods map to `berth compose` commands."""
+
+    def __init__(self, client: APIClient, project: Project, emit: Emit = print) -> None:
+        self.client = client
+        self.project = project
+        self._lock = threading.Lock()
+        self._emit = emit
+        self._health_warned: set[str] = set()
+
+    def emit(self, line: str) -> None:
+        with self._lock:
+            self._emit(line)
+
+    # --- what the engine has ---------------------------------------------------------------------
+
+    def containers(self, services: Iterable[str] = (), all: bool = True, oneoff: bool = False) -> list[dict[str, Any]]:
+        filters = {"label": [f"{convert.LABEL_PROJECT}={self.project.name}",
+                             f"{convert.LABEL_ONEOFF}={'True' if oneoff else 'False'}"]}
+        found = self.client.containers.list(all=all, filters=filters)
+        wanted = set(services)
+        if wanted:
+            found = [c for c in found if c["Labels"].get(convert.LABEL_SERVICE) in wanted]
+        return sorted(found, key=lambda c: (c["Labels"].get(convert.LABEL_SERVICE, ""), _number(c)))
+
+    def orphans(self) -> list[dict[str, Any]]:
+        known = set(self.project.services) | set(self.project.disabled)
+        return [c for c in self.containers() if c["Labels"].get(convert.LABEL_SERVICE) not in known]
+
+    # --- networks, volumes, images (see `resources`) ----------------------------------------------
+
+    def ensure_networks(self) -> None:
+        resources.ensure_networks(self.client, self.project, self.emit)
+
+    def ensure_volumes(self) -> None:
+        resources.ensure_volumes(self.client, self.project, self.emit)
+
+    def build(self, services: Iterable[str] = (), nocache: bool = False) -> None:
+        names = list(services) or [n for n, s in self.project.services.items() if s.build]
+        for name in names:
+            svc = self.project.service(name)
+            if svc.build:
+                resources.build(self.client, self.project, svc, self.emit, nocache)
+
+    def image_id(self, svc: Service, build: bool = False) -> str:
+        return resources.image_id(self.client, self.project, svc, self.emit, rebuild=build)
+
+    # --- up ----------------------------------------------------------------------------------------
+
+    def up(self, opts: UpOptions) -> dict[str, bool]:
+        """Converge; returns service -> whether any of its existing containers was replaced (which
+        makes its dependents stale too). Scaling and first creation do not count."""
+        services = self.project.services
+        for name in opts.services:
+            self.project.service(name)
+        selected = set(opts.services) if opts.no_deps else with_dependencies(services, opts.services) \
+            if opts.services else set(services)
+        self.ensure_networks()
+        self.ensure_volumes()
+        if opts.remove_orphans:
+            for c in self.orphans():
+                self._remove(c, stop=True)
+        elif self.orphans():
+            names = ", ".join(sorted(_name(c) for c in self.orphans()))
+            self.emit(f" Found orphan containers ({names}) for this project; run with --remove-orphans "
+                      "to clean them up")
+        scoped = {n: s for n, s in services.items() if n in selected}
+
+        def converge(name: str, deps: dict[str, bool]) -> bool:
+            svc = services[name]
+            return self._converge(svc, opts, any(deps.values()))
+
+        return run_in_order(scoped, converge)
+
+    def _converge(self, svc: Service, opts: UpOptions, deps_changed: bool) -> bool:
+        image_id = self.image_id(svc, opts.build)
+        hash_ = convert.config_hash(svc, image_id)
+        want = opts.scale.get(svc.name, svc.scale)
+        existing = self.containers([svc.name])
+        changed = False
+        for c in existing:
+            if _number(c) > want:
+                self._remove(c, stop=True)
+        by_number = {_number(c): c for c in existing if _number(c) <= want}
+        self._wait_dependencies(svc)
+        for n in range(1, want + 1):
+            found = by_number.get(n)
+            if found is not None:
+                c = found
+                stale = c["Labels"].get(convert.LABEL_HASH) != hash_ or deps_changed
+                if (opts.force_recreate or stale) and not opts.no_recreate:
+                    self._remove(c, stop=True, quiet=True)
+                    self.emit(f" Container {_name(c)}  Recreate")
+                    cid = self._create(svc, n, image_id, hash_)
+                    changed = True
+                    if opts.start:
+                        self._start(cid, _name(c))
+                    continue
+                if opts.start and c.get("State") != "running":
+                    self._start(c["Id"], _name(c))
+                else:
+                    self.emit(f" Container {_name(c)}  Running")
+            else:
+                cid = self._create(svc, n, image_id, hash_)
+                if opts.start:
+                    self._start(cid, convert.container_name(self.project, svc, n))
+        return changed
+
+    def _network_mode(self, svc: Service) -> str | None:
+        mode = svc.config.get("network_mode")
+        if not mode:
+            return None
+        mode = str(mode)
+        if mode.startswith("service:"):
+            target = self.containers([mode[8:]], all=False)
+            if not target:
+                raise ComposeError(f"service {svc.name!r}: network_mode {mode}: no running container")
+            return f"container:{target[0]['Id']}"
+        return mode
+
+    def _create(self, svc: Service, number: int, image_id: str, hash_: str, oneoff: bool = False,
+                name: str | None = None, overrides: dict[str, Any] | None = None) -> str:
+        name = name or convert.container_name(self.project, svc, number)
+        mode = self._network_mode(svc)
+        nets = [] if mode else list(svc.networks)
+        body = convert.create_body(self.project, svc, number, image_id, hash_,
+                                   mode or (self.project.networks[nets[0]].name if nets else None), oneoff)
+        body.update(overrides or {})
+        if nets:
+            body["NetworkingConfig"] = {"EndpointsConfig": {
+                self.project.networks[nets[0]].name: convert.endpoint_config(svc, nets[0], name)}}
+        cid = str(self.client.containers.create(body, name=name)["Id"])
+        for key in nets[1:]:
+            self.client.networks.connect(self.project.networks[key].name, cid,
+                                         convert.endpoint_config(svc, key, name))
+        self.emit(f" Container {name}  Created")
+        return cid
+
+    def _start(self, cid: str, name: str) -> None:
+        self.client.containers.start(cid)
+        self.emit(f" Container {name}  Started")
+
+    def _remove(self, c: dict[str, Any], stop: bool = False, volumes: bool = False, quiet: bool = False) -> None:
+        if stop and c.get("State") in ("running", "paused", "restarting"):
+            self.client.containers.stop(c["Id"], t=self._timeout(c))
+            if not quiet:
+                self.emit(f" Container {_name(c)}  Stopped")
+        self.client.containers.remove(c["Id"], force=True, v=volumes)
+        if not quiet:
+            self.emit(f" Container {_name(c)}  Removed")
+
+    def _timeout(self, c: dict[str, Any]) -> int | None:
+        svc = self.project.services.get(c["Labels"].get(convert.LABEL_SERVICE, ""))
+        if svc and svc.config.get("stop_grace_period") is not None:
+            return int(convert.parse_duration(svc.config["stop_grace_period"]))
+        return None
+
+    def _wait_dependencies(self, svc: Service, timeout: float = 300) -> None:
+        for dep in svc.depends_on:
+            if dep.service not in self.project.services:
+                continue
+            if dep.condition == "service_completed_successfully":
+                for c in self.containers([dep.service]):
+                    result = self.client.containers.wait(c["Id"], condition="not-running")
+                    code = int(result.get("StatusCode", 0))
+                    if code != 0:
+                        raise ComposeError(f"service {dep.service!r} didn't complete successfully: exit {code} "
+                                           f"(required by {svc.name!r})")
+            elif dep.condition == "service_healthy":
+                self._wait_healthy(dep.service, svc.name, time.monotonic() + timeout)
+
+    def wait_ready(self, services: Iterable[str] = (), timeout: float = 300) -> None:
+        """`up --wait`: every container running (and healthy, if the engine reports health); a
+        one-shot that others wait for with service_completed_successfully may have exited 0."""
+        completed = {d.service for s in self.project.services.values() for d in s.depends_on
+                     if d.condition == "service_completed_successfully"}
+        deadline = time.monotonic() + timeout
+        for c in self.containers(services):
+            service = c["Labels"].get(convert.LABEL_SERVICE, "")
+            while True:
+                state = self.client.containers.inspect(c["Id"]).get("State") or {}
+                health = (state.get("Health") or {}).get("Status")
+                if state.get("Running") and health in (None, "healthy"):
+                    break
+                if not state.get("Running") and state.get("Status") == "exited":
+                    if service in completed and state.get("ExitCode") == 0:
+                        break
+                    raise ComposeError(f"container {_name(c)} exited ({state.get('ExitCode')})")
+                if health == "unhealthy":
+                    raise ComposeError(f"container {_name(c)} is unhealthy")
+                if time.monotonic() > deadline:
+                    raise ComposeError(f"timed out waiting for {_name(c)} to be ready")
+                time.sleep(0.3)
+            self.emit(f" Container {_name(c)}  {'Healthy' if health else 'Running'}")
+
+    def _wait_healthy(self, dep: str, by: str, deadline: float) -> None:
+        for c in self.containers([dep]):
+            while True:
+                health = (self.client.containers.inspect(c["Id"]).get("State") or {}).get("Health")
+                if not health:
+                    if dep not in self._health_warned:
+                        self._health_warned.add(dep)
+                        self.emit(f" Service {by}  depends_on {dep}: service_healthy, but the engine reports "
+                                  "no health status (health checks are not implemented); waiting only until "
+                                  "it has started")
+                    break
+                status = health.get("Status")
+                if status == "healthy":
+                    break
+                if status == "unhealthy":
+                    raise ComposeError(f"dependency failed to start: container {_name(c)} is unhealthy")
+                if time.monotonic() > deadline:
+                    raise ComposeError(f"timed out waiting for {_name(c)} to become healthy")
+                time.sleep(0.5)
+
+    # --- down and lifecycle ------------------------------------------------------------------------
+
+    def down(self, volumes: bool = False, rmi: str | None = None, remove_orphans: bool = False) -> None:
+        known = set(self.project.services) | set(self.project.disabled)
+        targets = [c for c in self.containers() + self.containers(oneoff=True)
+                   if remove_orphans or c["Labels"].get(convert.LABEL_SERVICE) in known]
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for c in targets:
+            by_service.setdefault(c["Labels"].get(convert.LABEL_SERVICE, ""), []).append(c)
+        # Dependents stop before what they depend on.
+        self._for_each_reverse(by_service, lambda c: self._remove(c, stop=True))
+        for net in self.project.networks.values():
+            if net.external:
+                continue
+            try:
+                self.client.networks.remove(net.name)
+                self.emit(f" Network {net.name}  Removed")
+            except ClientError as exc:
+                if exc.status != 404:
+                    raise
+        if volumes:
+            for vol in self.project.volumes.values():
+                if vol.external:
+                    continue
+                try:
+                    self.client.volumes.remove(vol.name)
+                    self.emit(f" Volume {vol.name}  Removed")
+                except ClientError as exc:
+                    if exc.status != 404:
+                        raise
+        if rmi:
+            for svc in self.project.services.values():
+                if rmi == "local" and svc.image:
+                    continue
+                try:
+                    self.client.images.remove(svc.image_name(self.project.name))
+                    self.emit(f" Image {svc.image_name(self.project.name)}  Removed")
+                except ClientError as exc:
+                    if exc.status not in (404, 409):
+                        raise
+
+    def _for_each_reverse(self, by_service: dict[str, list[dict[str, Any]]],
+                          action: Callable[[dict[str, Any]], None]) -> None:
+        known = {n: s for n, s in self.project.services.items() if n in by_service}
+
+        def each(name: str, _: dict[str, None]) -> None:
+            for c in by_service.get(name, []):
+                action(c)
+
+        run_in_order(known, each, reverse=True)
+        for name, cs in by_service.items():
+            if name not in known:
+                for c in cs:
+                    action(c)
+
+    def _select(self, services: Iterable[str], all: bool = True) -> list[dict[str, Any]]:
+        services = list(services)
+        for s in services:
+            self.project.service(s)
+        return self.containers(services, all=all)
+
+    def stop(self, services: Iterable[str] = (), timeout: int | None = None) -> None:
+        def act(c: dict[str, Any]) -> None:
+            if c.get("State") in ("running", "paused", "restarting"):
+                self.client.containers.stop(c["Id"], t=timeout if timeout is not None else self._timeout(c))
+                self.emit(f" Container {_name(c)}  Stopped")
+
+        self._grouped(services, act, reverse=True)
+
+    def start(self, services: Iterable[str] = ()) -> None:
+        def act(c: dict[str, Any]) -> None:
+            if c.get("State") != "running":
+                self._start(c["Id"], _name(c))
+
+        self._grouped(services, act)
+
+    def restart(self, services: Iterable[str] = (), timeout: int | None = None) -> None:
+        def act(c: dict[str, Any]) -> None:
+            self.client.containers.restart(c["Id"], t=timeout)
+            self.emit(f" Container {_name(c)}  Restarted")
+
+        self._grouped(services, act)
+
+    def _grouped(self, services: Iterable[str], act: Callable[[dict[str, Any]], None], reverse: bool = False) -> None:
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for c in self._select(services):
+            by_service.setdefault(c["Labels"].get(convert.LABEL_SERVICE, ""), []).append(c)
+        if reverse:
+            self._for_each_reverse(by_service, act)
+            return
+        known = {n: s for n, s in self.project.services.items() if n in by_service}
+        def each(name: str, _: dict[str, None]) -> None:
+            for c in by_service[name]:
+                act(c)
+
+        run_in_order(known, each)
+
+    def kill(self, services: Iterable[str] = (), signal: str | None = None) -> None:
+        for c in self._select(services, all=False):
+            self.client.containers.kill(c["Id"], signal=signal)
+            self.emit(f" Container {_name(c)}  Killed")
+
+    def pause(self, services: Iterable[str] = ()) -> None:
+        for c in self._select(services, all=False):
+            self.client.containers.pause(c["Id"])
+            self.emit(f" Container {_name(c)}  Paused")
+
+    def unpause(self, services: Iterable[str] = ()) -> None:
+        for c in self._select(services):
+            if c.get("State") == "paused":
+                self.client.containers.unpause(c["Id"])
+                self.emit(f" Container {_name(c)}  Unpaused")
+
+    def rm(self, services: Iterable[str] = (), stop: bool = False, volumes: bool = False) -> None:
+        for c in self._select(services):
+            if c.get("State") in ("running", "paused", "restarting") and not stop:
+                continue
+            self._remove(c, stop=stop, volumes=volumes)
+
+    def run(self, service: str, command: list[str] | None, env: dict[str, str], remove: bool = True,
+            no_deps: bool = False, detach: bool = False) -> tuple[str, int | None]:
+        """A one-off container of a service; returns its name and (unless detached) its exit code."""
+        svc = self.project.service(service)
+        if not no_deps:
+            deps = [d for d in with_dependencies(self.project.services, [service]) if d != service]
+            if deps:
+                self.up(UpOptions(services=deps))
+        else:
+            self.ensure_networks()
+            self.ensure_volumes()
+        image_id = self.image_id(svc)
+        hash_ = convert.config_hash(svc, image_id)
+        taken = {_number(c) for c in self.containers([service], oneoff=True)}
+        number = next(i for i in range(1, len(taken) + 2) if i not in taken)
+        name = f"{self.project.name}-{service}-run-{number}"
+        overrides: dict[str, Any] = {}
+        if command:
+            overrides["Cmd"] = command
+        body_env = {**{k: v for k, v in (svc.config.get("environment") or {}).items() if v is not None}, **env}
+        overrides["Env"] = [f"{k}={v}" for k, v in body_env.items()]
+        svc_run = Service(svc.name, {**svc.config, "ports": [], "restart": "no"})
+        cid = self._create(svc_run, number, image_id, hash_, oneoff=True, name=name, overrides=overrides)
+        if detach:
+            self.client.containers.start(cid)
+            return name, None
+        conn = self.client.containers.wait_send(cid, condition="next-exit")
+        self.client.containers.start(cid)
+        result = self.client.containers.wait_receive(conn)
+        if remove:
+            self.client.containers.remove(cid, force=True)
+        return name, int(result.get("StatusCode", 0))
+
