@@ -229,7 +229,7 @@ class ContainerService:
             if not mounts.is_mounted(rootfs):
                 m = self.layers.mount_spec(c.id, c.top_chain)
                 mounts.mount(m.source, rootfs, m.type, m.options)
-            att = await self._attach_networks(c)
+            att, finish_networks = await self._attach_networks(c)
             spec = configs.build_bundle(c, cdir, rootfs, self.mounts.oci_mounts(c, rootfs), att.netns_path, att.ips,
                                         embedded_dns=att.embedded_dns, link_hosts=att.link_hosts,
                                         link_env=att.link_env)
@@ -242,9 +242,26 @@ class ContainerService:
                 await pending
             if runtime.has_state(c.id):  # a leftover from a crash would make create fail
                 await self._runtime_cleanup(c)
-            created = await runtime.create(c.id, cdir, self.log_path(c), tty=c.tty,
-                                           stdin=bool(c.config.get("OpenStdin")),
-                                           stdin_once=bool(c.config.get("StdinOnce")))
+            # veths, ports and the resolver are wired while the runtime creates the container
+            # (~40 ms of runc); its process only runs at start, after both are done.
+            wiring = asyncio.ensure_future(finish_networks()) if finish_networks else None
+            try:
+                created = await runtime.create(c.id, cdir, self.log_path(c), tty=c.tty,
+                                               stdin=bool(c.config.get("OpenStdin")),
+                                               stdin_once=bool(c.config.get("StdinOnce")))
+            except BaseException:
+                if wiring is not None:
+                    (wired,) = await asyncio.gather(wiring, return_exceptions=True)
+                    if isinstance(wired, BerthError):
+                        # the cause (e.g. a port in use): its undo removed the netns runc wanted
+                        raise wired from None
+                raise
+            if wiring is not None:
+                try:
+                    await wiring
+                except BaseException:
+                    await runtime.delete(c.id)  # the created container never runs
+                    raise
             c.conmon_pid = created.conmon_pid
             c.exited.clear()
             self._watch(c)
@@ -268,19 +285,19 @@ class ContainerService:
         self._save(c)
         self._event(c, "start")
 
-    async def _attach_networks(self, c: Container) -> Attachment:
-        """The netns to join and the container's addresses: its networks' endpoints, or the
-        namespace of the container named by `container:<id>`."""
+    async def _attach_networks(self, c: Container) -> tuple[Attachment, Callable[[], Awaitable[None]] | None]:
+        """The netns to join and the container's addresses (its networks' endpoints, or the
+        namespace of the container named by `container:<id>`), and what is left to wire."""
         mode = c.host_config.get("NetworkMode") or "default"
         if mode.startswith("container:"):
             other = self.get(mode[len("container:"):])
             if not other.running or not other.state.get("Pid"):
                 raise Conflict(f"cannot join network of a non running container: {other.id}")
             return Attachment(f"/proc/{other.state['Pid']}/ns/net", [],  # its resolver is ours too
-                              embedded_dns=self.networks is not None and self.networks.has_dns(other.id))
+                              embedded_dns=self.networks is not None and self.networks.has_dns(other.id)), None
         if self.networks is None:
-            return Attachment(None, [])
-        return await self.networks.attach(c)
+            return Attachment(None, []), None
+        return await self.networks.prepare(c)
 
     def _watch(self, c: Container) -> None:
         if self._watcher is None:

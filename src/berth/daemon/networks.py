@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING, Any
@@ -427,12 +428,22 @@ class NetworkService:
     async def attach(self, c: Container) -> Attachment:
         """Before the runtime creates the container: its netns, veths and published ports.
         All or nothing: on error whatever was done is undone."""
+        att, finish = await self.prepare(c)
+        if finish is not None:
+            await finish()
+        return att
+
+    async def prepare(self, c: Container) -> tuple[Attachment, Callable[[], Awaitable[None]] | None]:
+        """Split `attach`: the netns and the addresses now (the runtime's spec names them), and a
+        `finish` that wires veths, ports and the resolver, which may run while the runtime creates
+        the container but must be done before its process starts. All or nothing: when `finish`
+        fails it undoes what it did, and the netns."""
         mode = c.host_config.get("NetworkMode") or "default"
         if mode.startswith("container:"):
-            return Attachment(None, [])
+            return Attachment(None, []), None
         nets = self._bridged(c)
         if not nets:
-            return Attachment(None, [])
+            return Attachment(None, []), None
         ports = self.port_bindings(c)
         link_hosts, link_env = self._links(c, nets)
         ips = [self._allocation(c, n) for _, n in nets]
@@ -458,13 +469,18 @@ class NetworkService:
             return done
 
         path = os.path.join(self.netns_dir, c.id)
+        await asyncio.to_thread(make_netns)
+        att = Attachment(path, [str(ip) for ip in ips], with_dns, link_hosts, link_env)
+        return att, lambda: self._finish_attach(c, nets, ports, ips, with_dns, path, connect_all)
+
+    async def _finish_attach(self, c: Container, nets: list[tuple[str, Network]], ports: Any, ips: list[Any],
+                             with_dns: bool, path: str,
+                             connect_all: Callable[[str], list[Endpoint]]) -> None:
         socks: Sockets | None = None
         connected: list[Endpoint] = []
         try:
             if with_dns:  # the resolver's sockets and rule are made while the veths are
                 from berth.network.dns import open_sockets
-
-                await asyncio.to_thread(make_netns)
 
                 got_eps, got_socks = await asyncio.gather(asyncio.to_thread(connect_all, path),
                                                           asyncio.to_thread(open_sockets, path),
@@ -479,8 +495,8 @@ class NetworkService:
                 assert socks is not None
                 await self._dns_server().serve(c.id, socks)
                 eps = connected
-            else:  # one worker-thread hop, as before the built-in DNS
-                eps = await asyncio.to_thread(lambda: connect_all(make_netns()))
+            else:
+                eps = await asyncio.to_thread(connect_all, path)
         except BaseException as e:
             if socks is not None:
                 self._dns_server().stop(c.id)
@@ -507,8 +523,6 @@ class NetworkService:
         c.ports = ports_view(c, eps[0].ports if eps else ())
         if any(not n.predefined for _, n in nets):
             self._live[c.id] = c
-        return Attachment(os.path.join(self.netns_dir, c.id), [str(ep.ip) for ep in eps], with_dns,
-                          link_hosts, link_env)
 
     def _ep_view(self, n: Network, ep: Endpoint) -> dict[str, Any]:
         na = self.ipam.networks[n.id]
