@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -268,3 +269,83 @@ def test_up_attached_exit_code_from(berthd: Daemon, tmp_path: Path) -> None:
     finally:
         _compose(berthd.host, root, "down", check=False)
     assert _ids(api, root.name) == {}
+
+
+NAMES = """
+services:
+  store:
+    image: busybox
+    command: sh -c 'mkdir -p /www && echo store-page > /www/index.html && exec httpd -f -p 80 -h /www'
+    stop_grace_period: 1s
+    networks:
+      back:
+        aliases: [db]
+  web:
+    image: busybox
+    command: [sleep, "1000"]
+    stop_grace_period: 1s
+    networks: [front, back]
+    depends_on: [store]
+  lone:
+    image: busybox
+    command: [sleep, "1000"]
+    stop_grace_period: 1s
+    networks: [front]
+networks:
+  front: {}
+  back: {}
+"""
+
+
+def test_services_resolve_by_name_and_alias_per_network(berthd: Daemon, tmp_path: Path) -> None:
+    root = tmp_path / f"bcnames{os.getpid()}"
+    root.mkdir()
+    (root / "compose.yaml").write_text(NAMES)
+    try:
+        _compose(berthd.host, root, "up", "-d")
+        for target in ("store", "db"):
+            # `up -d` returns once containers are started, not once httpd listens: allow a moment.
+            deadline = time.monotonic() + 10
+            while True:
+                got = _compose(berthd.host, root, "exec", "web", "wget", "-q", "-O-", f"http://{target}/",
+                               check=False)
+                if got.stdout == "store-page\n" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            assert got.stdout == "store-page\n", (target, got.returncode, got.stderr)
+        # `lone` shares no network with `store`: the name does not resolve there.
+        miss = _compose(berthd.host, root, "exec", "lone", "nslookup", "store", check=False)
+        assert miss.returncode != 0 and "NXDOMAIN" in miss.stdout + miss.stderr
+    finally:
+        _compose(berthd.host, root, "down", check=False)
+
+
+def test_docker_compose_through_the_docker_cli_plugin(berthd: Daemon, tmp_path: Path) -> None:
+    from tests.conftest import docker_cli
+
+    docker = docker_cli()
+    if docker is None:
+        pytest.skip("no docker CLI on this host")
+    plugins = tmp_path / "dockercfg" / "cli-plugins"
+    plugins.mkdir(parents=True)
+    plugin = plugins / "docker-compose"
+    plugin.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'from berth.compose.cli import main; main()' \"$@\"\n")
+    plugin.chmod(0o755)
+    root = tmp_path / f"bcplugin{os.getpid()}"
+    root.mkdir()
+    (root / "compose.yaml").write_text("services:\n  web: {image: busybox, command: [sleep, '1000'], "
+                                       "stop_grace_period: 1s}\n")
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "dockercfg"), "DOCKER_HOST": berthd.host}
+
+    def docker_compose(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([docker, "compose", *args], cwd=root, env=env, capture_output=True, text=True,
+                              timeout=120, check=True)
+
+    try:
+        assert "Docker Compose (berth)" in subprocess.run([docker, "--help"], env=env, capture_output=True,
+                                                          text=True).stdout
+        docker_compose("up", "-d")
+        assert f"{root.name}-web-1" in docker_compose("ps").stdout
+    finally:
+        subprocess.run([docker, "compose", "down"], cwd=root, env=env, capture_output=True, timeout=120)
+    assert _ids(APIClient(berthd.host), root.name) == {}

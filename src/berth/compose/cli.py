@@ -264,7 +264,8 @@ def rm(opts: Opts, force: bool, stop: bool, volumes: bool, services: tuple[str, 
     _run(lambda: c.rm(services, stop=stop, volumes=volumes))
 
 
-@compose.command(help="Run a one-off command on a service")
+@compose.command(help="Run a one-off command on a service",
+                 context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("-d", "--detach", is_flag=True, help="Run container in background")
 @click.option("--rm", "remove", is_flag=True, help="Automatically remove the container when it exits")
 @click.option("-e", "--env", multiple=True, help="Set environment variables")
@@ -293,7 +294,7 @@ def run(opts: Opts, detach: bool, remove: bool, env: tuple[str, ...], no_deps: b
 
 
 @compose.command("exec", help="Execute a command in a running container (non-interactive)",
-                 context_settings={"ignore_unknown_options": True})
+                 context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("-e", "--env", multiple=True, help="Set environment variables")
 @click.option("-u", "--user", help="Run the command as this user")
 @click.option("-w", "--workdir", help="Path to workdir directory for this command")
