@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,31 +18,16 @@ from pathlib import Path
 import pytest
 
 from ..conftest import Daemon, docker_cli
+from . import test_registry_server
 from .test_docker_cli import docker
 from .test_registry_server import Registry, _free_port
+
+make_registry = test_registry_server.make_registry  # the registry server tests' fixture, shared
 
 DOCKER = docker_cli()
 needs_docker = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")
 DISTRIBUTION = shutil.which("docker-registry") or (
     "/usr/bin/docker-registry" if os.path.exists("/usr/bin/docker-registry") else None)
-
-
-@pytest.fixture
-def make_registry() -> Iterator[Callable[..., Registry]]:
-    made: list[Registry] = []
-    tmp = tempfile.mkdtemp(prefix="bdist-")
-
-    def make(*args: str, auth: tuple[str, str] | None = None) -> Registry:
-        root = os.path.join(tmp, f"root{len(made)}")
-        reg = Registry(root, _free_port(), list(args), None, auth)  # type: ignore[arg-type]
-        reg.start()
-        made.append(reg)
-        return reg
-
-    yield make
-    for reg in made:
-        reg.stop()
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture
