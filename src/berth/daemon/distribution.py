@@ -8,8 +8,6 @@ so the next push HEADs or mounts that digest instead of compressing again.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +15,8 @@ from typing import Any
 from berth.common.db import Database
 from berth.registry.client import Credentials, Endpoint, Repository, resolve
 from berth.registry.client.session import Session
+
+from .streams import from_thread
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blob_sources (
@@ -78,40 +78,8 @@ class BlobSources:
 
 
 def run_with_progress(work: Callable[[Emit], None]) -> AsyncIterator[dict[str, Any]]:
-    """Run `work(emit)` in a thread; yield what it emits. An error it raises is raised here
-    after the messages before it (so one raised before any message becomes the HTTP error)."""
-
-    async def gen() -> AsyncIterator[dict[str, Any]]:
-        loop = asyncio.get_running_loop()
-        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        errors: list[BaseException] = []
-        cancelled = threading.Event()
-
-        def emit(msg: dict[str, Any]) -> None:
-            if cancelled.is_set():
-                raise BrokenPipeError("the client went away")
-            loop.call_soon_threadsafe(q.put_nowait, msg)
-
-        def run() -> None:
-            try:
-                work(emit)
-            except BaseException as e:  # noqa: BLE001 - handed to the loop side
-                errors.append(e)
-            finally:
-                loop.call_soon_threadsafe(q.put_nowait, None)
-
-        fut = loop.run_in_executor(None, run)
-        try:
-            while (msg := await q.get()) is not None:
-                yield msg
-        finally:
-            if not fut.done():
-                cancelled.set()
-        await fut
-        if errors:
-            raise errors[0]
-
-    return gen()
+    """Run `work(emit)` in a thread; yield the progress messages it emits."""
+    return from_thread(work)
 
 
 def human_size(n: float) -> str:
