@@ -43,6 +43,8 @@ up: venv
 	fi
 	@$(VENV)/bin/berth image inspect busybox:latest >/dev/null 2>&1 || \
 	  $(PY) scripts/mkbusybox.py -o - | $(VENV)/bin/berth load
+	@mkdir -p $(HOME)/.docker/cli-plugins && \
+	  ln -sfn $(CURDIR)/$(VENV)/bin/berth-compose $(HOME)/.docker/cli-plugins/docker-compose
 	$(VENV)/bin/berth run --rm busybox echo "Hello from a berth container"
 
 down:

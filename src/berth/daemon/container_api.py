@@ -206,7 +206,8 @@ class ContainerAPI:
             if not opts.stream:
                 return
             with c.following():
-                async for r in reader.follow(start_offset, c.exited, streams=streams):
+                # raw and polled often: what a terminal user types is echoed through this
+                async for r in reader.follow(start_offset, c.exited, streams=streams, raw=True, interval=0.02):
                     await stream.write(r.data if tty else frame(_STREAM[r.stream], r.data))
 
         async def run(stream: RawStream) -> None:

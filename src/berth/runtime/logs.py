@@ -117,12 +117,13 @@ class LogReader:
 
     async def follow(self, offset: int, stopped: asyncio.Event, *,
                      streams: tuple[str, ...] = ("stdout", "stderr"),
-                     until: float = 0, interval: float = 0.1) -> AsyncIterator[LogRecord]:
+                     until: float = 0, interval: float = 0.1, raw: bool = False) -> AsyncIterator[LogRecord]:
         """New records from `offset` until `stopped` is set and the file is drained. Polls, but
-        wakes at once when the container stops, so the last lines are never late."""
+        wakes at once when the container stops, so the last lines are never late. `raw` (attach)
+        passes partial lines on as they come: a shell's prompt has no newline."""
         while True:
             done = stopped.is_set()
-            records, offset = self.read(offset=offset, streams=streams, until=until, flush=done)
+            records, offset = self.read(offset=offset, streams=streams, until=until, flush=done or raw)
             for r in records:
                 yield r
             if done:
