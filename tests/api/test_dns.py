@@ -34,8 +34,9 @@ def test_names_aliases_isolation_and_restart(berthd: Daemon) -> None:
     tag = uuid.uuid4().hex[:8]
     a, b = f"dna-{tag}", f"dnb-{tag}"
     web, other = f"web-{tag}", f"other-{tag}"
+    sub = f"10.217.{int(tag[:2], 16)}"  # outside the test daemons' pools (10.212.0.0/14)
     try:
-        docker(berthd, "network", "create", "--subnet", "10.213.250.0/24", a)
+        docker(berthd, "network", "create", "--subnet", f"{sub}.0/24", a)
         docker(berthd, "network", "create", b)
         docker(berthd, "run", "-d", "--name", web, "--network", a, "--network-alias", "www",
                "--hostname", f"h{tag}", "busybox", "httpd", "-f", "-p", "80")
@@ -55,12 +56,12 @@ def test_names_aliases_isolation_and_restart(berthd: Daemon) -> None:
         # a new address (disconnected, reconnected with another IP) is what the name answers next
         docker(berthd, "stop", "-t", "0", web)
         docker(berthd, "network", "disconnect", a, web)
-        docker(berthd, "network", "connect", "--ip", "10.213.250.77", "--alias", "www", a, web)
+        docker(berthd, "network", "connect", "--ip", f"{sub}.77", "--alias", "www", a, web)
         docker(berthd, "start", web)
-        assert _ip(berthd, web, a) == "10.213.250.77"
+        assert _ip(berthd, web, a) == f"{sub}.77"
         out = _lookup(berthd, a, web)
-        assert "10.213.250.77" in out and ip not in out
-        assert "10.213.250.77" in _lookup(berthd, a, "www")
+        assert f"{sub}.77" in out and ip not in out
+        assert f"{sub}.77" in _lookup(berthd, a, "www")
     finally:
         docker(berthd, "rm", "-f", web, other, check=False)
         docker(berthd, "network", "rm", a, b, check=False)
