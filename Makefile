@@ -6,13 +6,16 @@ PY := $(VENV)/bin/python
 SOCK := /run/berth/berth.sock
 PIDFILE := /run/berth/berthd.pid
 LOG := /var/log/berthd.log
-DEB_PKGS := runc crun conmon iptables nftables busybox-static uidmap procps python3-venv ca-certificates
+DEB_PKGS := runc crun conmon iptables nftables busybox-static uidmap procps python3-venv ca-certificates tini
+# What only the tests need: a registry and a client berth did not write, etcd for the cluster,
+# sshd for the machines' ssh driver, docker-compose v1, and the Debian docker CLI's dockerd for comparison.
+TEST_DEB_PKGS := docker-registry skopeo etcd-server etcd-client openssh-server docker-compose
 export PATH := /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$(PATH)
 
 .PHONY: up down test deps venv test-venv lint unit
 
 deps:
-	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEB_PKGS) $(EXTRA_DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -29,6 +32,7 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	touch $@
 
 venv: deps $(VENV)/.installed
+test-venv: EXTRA_DEB_PKGS = $(TEST_DEB_PKGS)
 test-venv: deps $(VENV)/.installed-test
 
 up: venv
