@@ -1,4 +1,6 @@
-"""Exec sessions: a process spec derived from the container's, run with `<runtime> exec`."""
+"""Exec sessions: a process spec derived from the container's, started by berth's exec launcher
+(runtime/launcher.py, a fork that joins the container) or, where it does not apply (a tty, user
+namespaces, custom seccomp profiles), with `<runtime> exec`."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from berth.api.http.streams import STDERR, STDOUT, frame
 from berth.common.errors import BerthError, Conflict, InvalidParameter, NotFound
 from berth.common.ids import new_id
 from berth.runtime import users
+from berth.runtime.launcher_client import LauncherClient, LaunchError
 from berth.runtime.oci import OCIRuntime
+from berth.runtime.seccomp_bpf import Unsupported
 
 from .containers import ContainerService
 from .detach import EscapeProxy, parse_keys
@@ -35,14 +39,20 @@ class ExecSession:
     exit_code: int | None = None
     pid: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    proc: asyncio.subprocess.Process | None = None
+    proc: Any = None  # asyncio.subprocess.Process, or the launcher's look-alike
     master: int = -1  # the pty's master side while a Tty exec runs
+    launched: bool = False  # by the launcher: it already said whether the process started
+    failure: str | None = None  # why the launcher could not start it
 
 
 class ExecService:
-    def __init__(self, containers: ContainerService) -> None:
+    def __init__(self, containers: ContainerService, launcher: bool = True) -> None:
         self.containers = containers
         self._sessions: dict[str, ExecSession] = {}
+        self.launcher: LauncherClient | None = None
+        if launcher:
+            self.launcher = LauncherClient()
+            self.launcher.start()
 
     def _get(self, exec_id: str) -> ExecSession:
         s = self._sessions.get(exec_id)
@@ -96,12 +106,14 @@ class ExecService:
         except ProcessLookupError:
             pass
 
-    def _process_file(self, s: ExecSession) -> str:
-        """Write the exec's OCI process: the container's, with the exec's args, env, user, cwd."""
+    def _process(self, s: ExecSession) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The exec's OCI process (the container's, with the exec's args, env, user, cwd), and
+        the container's OCI config."""
         c = s.container
         cdir = self.containers.dir(c)
         with open(os.path.join(cdir, "config.json")) as f:
-            process = json.load(f)["process"]
+            config = json.load(f)
+        process = config["process"]
         cfg = s.config
         process["args"] = cfg["Cmd"]
         process["terminal"] = cfg["Tty"]
@@ -116,20 +128,48 @@ class ExecService:
             process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
         if cfg["Privileged"]:
             caps = process.get("capabilities", {})
-            from berth.runtime.spec import ALL_CAPS
+            from berth.runtime.spec import ALL_CAPS, host_capabilities
 
+            held = host_capabilities()  # what this host lets us give (a sandbox may hold back some)
             for key in ("bounding", "effective", "permitted"):
-                caps[key] = sorted(ALL_CAPS)
+                caps[key] = sorted(c for c in ALL_CAPS if c in held)
             process["capabilities"] = caps
+        return process, config
+
+    def _process_file(self, s: ExecSession, process: dict[str, Any]) -> str:
         path = self._file(s, "json")
         with open(path, "w") as f:
             json.dump(process, f)
         return path
 
+    def _custom_seccomp(self, c: Container) -> bool:
+        return any(str(o).replace(":", "=", 1).startswith("seccomp=") and not str(o).endswith("unconfined")
+                   for o in c.host_config.get("SecurityOpt") or [])
+
+    async def _launch(self, s: ExecSession, process: dict[str, Any], config: dict[str, Any],
+                      stdin: bool) -> Any:
+        """Start the process with the launcher; None when the OCI runtime must do it."""
+        c = s.container
+        pid = int(c.state.get("Pid") or 0)
+        if self.launcher is None or not pid or self._custom_seccomp(c):
+            return None
+        if not self.launcher.alive:
+            self.launcher.start()  # it died (killed by hand?): a new one serves this exec
+        proc: Any
+        try:
+            proc = await self.launcher.launch(config, pid, process, stdin=stdin)
+        except Unsupported:
+            return None
+        except LaunchError as e:
+            s.failure = str(e)
+            proc = _Failed()
+        s.launched = True
+        return proc
+
     def _file(self, s: ExecSession, suffix: str) -> str:
         return os.path.join(self.containers.dir(s.container), f"exec-{s.id[:16]}.{suffix}")
 
-    async def _spawn(self, s: ExecSession, stdin: Any, stdout: Any) -> asyncio.subprocess.Process:
+    async def _spawn(self, s: ExecSession, stdin: Any, stdout: Any) -> Any:
         """Start `<runtime> exec`; its stderr is a pipe (the process's stderr, or with a tty only
         the runtime's own messages)."""
         c = s.container
@@ -137,24 +177,35 @@ class ExecService:
             raise Conflict(f"Container {c.id} is not running")
         if s.running or s.exit_code is not None:
             raise Conflict(f"Error: Exec command {s.id} has already run")
-        runtime = self.containers.runtimes[c.runtime]
-        argv = runtime.exec_command(c.id, self._process_file(s), pid_file=self._file(s, "pid"),
-                                    log_file=self._file(s, "log"))
-        proc = await asyncio.create_subprocess_exec(*argv, stdin=stdin, stdout=stdout,
-                                                    stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        process, config = self._process(s)
+        proc = None
+        if stdout == asyncio.subprocess.PIPE:
+            proc = await self._launch(s, process, config, stdin == asyncio.subprocess.PIPE)
+        if proc is None:
+            runtime = self.containers.runtimes[c.runtime]
+            argv = runtime.exec_command(c.id, self._process_file(s, process), pid_file=self._file(s, "pid"),
+                                        log_file=self._file(s, "log"))
+            proc = await asyncio.create_subprocess_exec(*argv, stdin=stdin, stdout=stdout,
+                                                        stderr=asyncio.subprocess.PIPE, start_new_session=True)
         s.running = True
         s.pid = proc.pid
         self.containers._event(c, f"exec_start: {' '.join(s.config['Cmd'])}", execID=s.id)
         return proc
 
     def _started(self, s: ExecSession) -> bool:
+        if s.launched:
+            return s.failure is None
         return os.path.exists(self._file(s, "pid"))
 
     async def _finish(self, s: ExecSession, code: int) -> str | None:
         """Record the exit; returns docker's message when the runtime could not start the process
         (the exit code is then 126, as dockerd's)."""
         failure = None
-        if not self._started(s):
+        if s.launched:
+            failure = s.failure
+            if failure is not None:
+                code = 126
+        elif not self._started(s):
             failure = OCIRuntime.exec_failure(self._file(s, "log"))
             if failure is not None or code == 255:
                 code = 126
@@ -175,6 +226,40 @@ class ExecService:
         # Detached from the client, not from us: we still collect the exit code for inspect.
         session = await self._session(s, None)
         asyncio.get_running_loop().create_task(session)
+
+    async def run_to_end(self, c: Container, cmd: list[str], timeout: float,
+                         limit: int) -> tuple[int, bytes, bool]:
+        """Run `cmd` in `c` with no client (a health probe), as the container's user and in its
+        working directory: its exit code, the first `limit` bytes of its output (stdout and stderr
+        as they come) and whether there was more. On timeout the process is killed, and
+        TimeoutError raised once it is gone. The session is forgotten afterwards."""
+        s = self._get(self.create(c.id, {"Cmd": cmd, "AttachStdout": True, "AttachStderr": True})["Id"])
+        sink = _Collected(limit)
+        try:
+            task = asyncio.ensure_future(await self._session(s, sink))
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except TimeoutError:
+                self._kill(s)
+                await task
+                raise
+        finally:
+            self._sessions.pop(s.id, None)
+        return int(s.exit_code if s.exit_code is not None else -1), bytes(sink.data), sink.truncated
+
+    def _kill(self, s: ExecSession) -> None:
+        """SIGKILL the exec's process (the runtime's pid file names it; else its stand-in)."""
+        try:
+            with open(self._file(s, "pid")) as f:
+                os.kill(int(f.read().strip()), signal.SIGKILL)
+                return
+        except (OSError, ValueError):
+            pass
+        if s.proc is not None:
+            try:
+                s.proc.send_signal(signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def start(self, exec_id: str, detach: bool, tty: bool) -> tuple[bool, Callable[[RawStream], Awaitable[None]]]:
         """`tty` is the start request's: it decides the framing (dockerd multiplexes unless the
@@ -247,7 +332,7 @@ class ExecService:
         if failure and out:
             await out.write(STDOUT, failure.encode())
 
-    async def _pump_pipes(self, s: ExecSession, proc: asyncio.subprocess.Process, out: _Output | None) -> None:
+    async def _pump_pipes(self, s: ExecSession, proc: Any, out: _Output | None) -> None:
         held = bytearray()  # stderr before the process ran: the runtime's error, if it failed
 
         async def pump(reader: asyncio.StreamReader | None, num: int, wanted: bool) -> None:
@@ -317,6 +402,41 @@ class _Output:
 
     def detach(self) -> None:
         self.attached = False
+
+
+class _Collected(_Output):
+    """A client-less exec's output, kept up to `limit` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.truncated = False
+        self.attached = True
+
+    async def write(self, num: int, data: bytes) -> None:
+        room = self.limit - len(self.data)
+        self.data += data[:max(room, 0)]
+        self.truncated = self.truncated or len(data) > room
+
+
+class _Failed:
+    """What a launch that failed leaves: no output, the exit code of a failed exec."""
+
+    pid = 0
+    stdin = None
+    returncode = 126
+
+    def __init__(self) -> None:
+        self.stdout = asyncio.StreamReader()
+        self.stdout.feed_eof()
+        self.stderr = asyncio.StreamReader()
+        self.stderr.feed_eof()
+
+    async def wait(self) -> int:
+        return 126
+
+    def send_signal(self, sig: int) -> None:
+        pass
 
 
 async def _read_fd(fd: int) -> bytes:

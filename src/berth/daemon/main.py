@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"socket(s) to listen on (default unix://{DEFAULT_SOCKET}); unix:// or tcp://")
     p.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
     p.add_argument("--exec-root", default=DEFAULT_EXEC_ROOT)
+    p.add_argument("--exec-launcher", choices=("berth", "runtime"), default="berth",
+                   help="who starts non-tty exec processes: berth's launcher (fast) or the OCI runtime")
     p.add_argument("--default-runtime", default="runc", choices=sorted(RUNTIMES))
     p.add_argument("--label", action="append", default=[], help="daemon label key=value")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -144,7 +146,7 @@ async def run(args: argparse.Namespace) -> None:
     image_b = ImageAPI(images, events, os.path.join(data_root, "tmp"), lambda: "1.45")
     image_b.distribution = distribution_b
     router = build_router(f"berth/{__version__}", system_b, ContainerAPI(containers), image_b,
-                          ExecService(containers), VolumeAPI(volumes, containers.mounts, events),
+                          ExecService(containers, launcher=args.exec_launcher == "berth"), VolumeAPI(volumes, containers.mounts, events),
                           archive_b=ArchiveAPI(containers, os.path.join(data_root, "tmp")),
                           commit_b=CommitAPI(containers, images, os.path.join(data_root, "tmp")),
                           resources_b=ResourceAPI(containers), distribution_b=distribution_b,

@@ -320,7 +320,9 @@ class _Connection:
             # docker-py reads the upgraded stream from the raw socket beneath http.client's
             # buffered reader: bytes that arrive together with the 101 would be lost in that
             # buffer. dockerd's first bytes come later by the nature of its work; ours need this.
-            not_before = asyncio.get_running_loop().time() + UPGRADE_GRACE
+            # The docker CLI (Go) keeps reading through the same buffer: no wait for it.
+            go_client = req.headers.get("user-agent", "").startswith("Docker-Client/")
+            not_before = 0.0 if go_client else asyncio.get_running_loop().time() + UPGRADE_GRACE
         else:
             # Old clients: a 200 whose body is the raw stream until we close.
             self.writer.write(
