@@ -42,6 +42,7 @@ async def container_root(svc: ContainerService, c: Container, live: bool = False
     `live`: for a running container, its root as its own processes see it (`/proc/PID/root`,
     with its volumes and /etc files mounted), as `docker cp` shows it."""
     rootfs = svc.rootfs(c)
+    await svc.settled(c)  # a stopped one's cleanup may still be unmounting it
     await c.busy.acquire()
     locked = True
     mounted_here = False

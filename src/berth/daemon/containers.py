@@ -226,6 +226,7 @@ class ContainerService:
         rootfs = self.rootfs(c)
         cdir = self.dir(c)
         try:
+            await self.settled(c)  # the last exit's cleanup must not unmount what this start mounts
             if not mounts.is_mounted(rootfs):
                 m = self.layers.mount_spec(c.id, c.top_chain)
                 mounts.mount(m.source, rootfs, m.type, m.options)
@@ -237,9 +238,6 @@ class ContainerService:
             with open(tmp, "w") as f:
                 json.dump(spec, f)
             os.rename(tmp, os.path.join(cdir, "config.json"))
-            pending = self._cleanups.get(c.id)
-            if pending is not None:
-                await pending
             if runtime.has_state(c.id):  # a leftover from a crash would make create fail
                 await self._runtime_cleanup(c)
             # veths, ports and the resolver are wired while the runtime creates the container
@@ -381,15 +379,25 @@ class ContainerService:
         return True
 
     async def _cleanup_after_exit(self, c: Container, background: bool = False) -> None:
-        """Release what a stopped container held. `runc delete` (cgroups, runtime state) may go on
-        in the background: nothing waits for it but the next start, which joins it."""
+        """Release what a stopped container held (runtime state and cgroups, rootfs mount,
+        volumes, network endpoints). In the background after an exit, so `run --rm` and waiters
+        hear of it at once; a start, a stop and a removal join it before going on."""
         pending = self._cleanups.get(c.id)
         if pending is None or pending.done():
-            pending = asyncio.get_running_loop().create_task(self._runtime_cleanup(c))
+            pending = asyncio.get_running_loop().create_task(self._release(c))
             self._cleanups[c.id] = pending
             pending.add_done_callback(self._forget_cleanup(c.id))
         if not background:
-            await pending
+            await asyncio.shield(pending)
+
+    async def settled(self, c: Container) -> None:
+        """Wait for the cleanup of the container's last exit, if one is going on."""
+        pending = self._cleanups.get(c.id)
+        if pending is not None:
+            await asyncio.shield(pending)
+
+    async def _release(self, c: Container) -> None:
+        await self._runtime_cleanup(c)
         try:
             mounts.unmount(self.rootfs(c))
         except OSError as e:
@@ -465,6 +473,7 @@ class ContainerService:
                 pass
             try:
                 await asyncio.wait_for(c.exited.wait(), None if timeout < 0 else timeout)
+                await self.settled(c)  # `docker stop` returns with the endpoints and mounts gone
                 return
             except TimeoutError:
                 pass
@@ -474,6 +483,7 @@ class ContainerService:
         except Conflict:
             pass
         await c.exited.wait()
+        await self.settled(c)
 
     async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         c = self.get(ref)

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from .launcher import MAX_MESSAGE, NS_ORDER
+from .oci import started_at
 from .seccomp_bpf import Unsupported, cached_bpf
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,6 @@ def foreign_namespaces(pid: int) -> list[str]:
         if os.stat(f"/proc/{pid}/ns/{name}").st_ino != os.stat(f"/proc/self/ns/{name}").st_ino:
             names.append(name)
     return names
-
-
-def start_time(pid: int) -> str:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[19]
 
 
 class LaunchedProcess:
@@ -186,7 +182,7 @@ class LauncherClient:
         loop = asyncio.get_running_loop()
         seccomp = linux.get("seccomp")
         program = await loop.run_in_executor(None, cached_bpf, seccomp) if seccomp else None
-        req = {"init_pid": init_pid, "init_start": start_time(init_pid),
+        req = {"init_pid": init_pid, "init_start": started_at(init_pid),
                "namespaces": foreign_namespaces(init_pid), "cgroups": cgroup_procs_files(init_pid),
                "process": process, "seccomp": base64.b64encode(program).decode() if program else None}
         rid = str(next(self._ids))
