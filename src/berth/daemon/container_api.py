@@ -46,6 +46,19 @@ class ContainerAPI:
     async def remove(self, ref: str, force: bool, volumes: bool) -> None:
         await self.svc.remove(ref, force, volumes)
 
+    async def remove_link(self, parent: str, alias: str, link: bool, force: bool, volumes: bool) -> None:
+        """`DELETE /containers/parent/alias`: with `link`, the legacy link goes; without, as dockerd
+        resolves the link name, the linked container itself is removed."""
+        p = self.svc.get(parent)
+        if self.svc.networks is None:
+            raise NotFound(f"No such container: {parent}/{alias}")
+        child = self.svc.networks.link_target(p, alias)
+        if not link:
+            await self.svc.remove(child, force, volumes)
+            return
+        self.svc.networks.unlink(p, alias)
+        self.svc._save(p)
+
     def inspect(self, ref: str, size: bool) -> dict[str, Any]:
         return self.svc.inspect(ref, size)
 

@@ -182,7 +182,7 @@ class ContainerService:
                 self.get(mode[len("container:"):])
             netcfg = body.get("NetworkingConfig") or {}
             c.networks = self.networks.plan(mode, netcfg.get("EndpointsConfig") if isinstance(netcfg, dict)
-                                            else None)
+                                            else None, mac=str(body.get("MacAddress") or "") or None)
             host_config["Links"] = self.networks.register_links(c)
         c.mounts = self.mounts.plan(cid, config, host_config)
         os.makedirs(self.rootfs(c), exist_ok=True)

@@ -135,6 +135,8 @@ async def run(args: argparse.Namespace) -> None:
                                   volumes=volumes, networks=networks)
     usage.svc = containers
     networks.lookup = containers.get  # legacy links name other containers
+    networks.all_containers = containers.all
+    networks.container_dir = containers.dir
     await networks.recover()  # before containers are re-watched: their ports must keep working
     await containers.recover()
     await networks.resume(containers.all())  # the built-in DNS of those still running

@@ -7,6 +7,7 @@ from typing import Any
 from berth.common.errors import InvalidParameter
 
 from .containers import ContainerService
+from .model import Container
 from .networks import Network, NetworkService
 
 
@@ -19,12 +20,17 @@ class NetworkAPI:
         cs = self.containers.all()
         out = []
         for n in sorted(self.svc.all(), key=lambda n: n.created):
-            if not _matches(n, filters, bool(self.svc.users(n, cs))):
+            if not _matches(n, filters, self._in_use(n, cs)):
                 continue
             view = self.svc.inspect_view(n, cs)
             view["Containers"] = {}  # as dockerd: the list leaves endpoints out
             out.append(view)
         return out
+
+    def _in_use(self, n: Network, cs: list[Container]) -> bool:
+        """As dockerd: a network is in use while a running container has an endpoint on it; one
+        named only by stopped containers is dangling, and prune removes it."""
+        return any(c.running for c in self.svc.users(n, cs))
 
     def inspect(self, ref: str) -> dict[str, Any]:
         return self.svc.inspect_view(self.svc.get(ref), self.containers.all())
@@ -39,7 +45,7 @@ class NetworkAPI:
         cs = self.containers.all()
         deleted = []
         for n in list(self.svc.all()):
-            if n.predefined or self.svc.users(n, cs):
+            if n.predefined or self._in_use(n, cs):
                 continue
             if not _matches(n, {k: v for k, v in filters.items() if k in ("label", "label!")}, False):
                 continue

@@ -21,14 +21,14 @@ import re
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 from typing import TYPE_CHECKING, Any
 
 from berth.common.db import Database
 from berth.common.errors import BerthError, Conflict, Forbidden, InvalidParameter, NotFound
 from berth.common.ids import new_id
 from berth.network import netns
-from berth.network.ipam import Ipam, host_routes
+from berth.network.ipam import Ipam, host_routes, host_routes6
 from berth.network.model import Endpoint, NetworkConfig, NetworkDriver, PortBinding, mac_for_ip
 from berth.network.ports import PortAllocated
 
@@ -107,6 +107,7 @@ class Network:
     ipam_config: list[dict[str, Any]] = field(default_factory=list)  # as requested
     bridge: str = ""
     ipam_options: dict[str, str] | None = None  # --ipam-opt, recorded only; None if not sent
+    ipv6: bool = False  # EnableIPv6: a second address space in ipam.networks6
 
     def to_record(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -121,10 +122,16 @@ class Network:
 
     def config(self, ipam: Ipam) -> NetworkConfig:
         na = ipam.networks[self.id]
+        na6 = ipam.networks6.get(self.id)
         return NetworkConfig(id=self.id, bridge=self.bridge, subnet=na.subnet, gateway=na.gateway,
                              mtu=int(self.options.get(MTU) or 1500), internal=self.internal,
                              icc=_truthy(self.options.get(ICC, "true")),
-                             masquerade=_truthy(self.options.get(MASQ, "true")))
+                             masquerade=_truthy(self.options.get(MASQ, "true")),
+                             subnet6=na6.subnet if na6 else None, gateway6=na6.gateway if na6 else None)
+
+    def user_subnet(self, v6: bool) -> bool:
+        """Whether `--subnet` gave this family's subnet (docker's condition for a fixed address)."""
+        return any((":" in str(c.get("Subnet") or "")) == v6 for c in self.ipam_config if c.get("Subnet"))
 
 
 def _truthy(v: str) -> bool:
@@ -157,8 +164,11 @@ class NetworkService:
         self._driver_lock = threading.Lock()
         self.ipam = Ipam(self.opts.pools)
         self._nets: dict[str, Network] = {}
-        # Set by the daemon: containers by name or id (legacy links name other containers).
+        # Set by the daemon: containers by name or id (legacy links name other containers), all
+        # of them, and a container's directory (its /etc/hosts, which links rewrite).
         self.lookup: Callable[[str], Container] | None = None
+        self.all_containers: Callable[[], list[Container]] | None = None
+        self.container_dir: Callable[[Container], str] | None = None
         # Running containers with an address on a user-defined network: the built-in DNS's table.
         self._live: dict[str, Container] = {}
         self._dns: DnsServer | None = None
@@ -275,17 +285,16 @@ class NetworkService:
             if driver in ("host", "null"):
                 raise Forbidden(f"only one instance of \"{driver}\" network is allowed")
             raise NotFound(f'could not find plugin {driver} in v1 plugin registry: plugin not found')
-        if body.get("EnableIPv6"):
-            raise InvalidParameter("IPv6 networks are not supported by berth yet")
+        ipv6 = bool(body.get("EnableIPv6"))
         ipam = body.get("IPAM") or {}
         if not isinstance(ipam, dict):
             raise InvalidParameter("IPAM must be an object")
         if (ipam.get("Driver") or "default") != "default":
             raise NotFound(f"could not find IPAM driver {ipam.get('Driver')}")
         configs = [c for c in (ipam.get("Config") or []) if isinstance(c, dict)]
-        if len(configs) > 1:
-            raise InvalidParameter("berth supports one IPv4 subnet per network")
-        cfg = configs[0] if configs else {}
+        cfg, cfg6 = _split_families(configs)
+        if cfg6 and not ipv6:
+            raise InvalidParameter("an IPv6 subnet needs EnableIPv6 (network create --ipv6)")
         options = {str(k): str(v) for k, v in (body.get("Options") or {}).items()}
         nid = new_id()
         bridge = options.get(BRIDGE_NAME) or f"br-{nid[:12]}"
@@ -304,6 +313,9 @@ class NetworkService:
                     self.ipam.allocate(nid, str(addr))
                 except InvalidParameter as e:
                     raise InvalidParameter(f"invalid auxiliary address {host}={addr}: {e.message}") from None
+            if ipv6:
+                self.ipam.add_network6(nid, cfg6.get("Subnet") or None, cfg6.get("Gateway") or None,
+                                       cfg6.get("IPRange") or None, host_routes=host_routes6())
         except BaseException:
             self.ipam.remove_network(nid)
             raise
@@ -314,7 +326,9 @@ class NetworkService:
                                  | ({"AuxiliaryAddresses": {str(k): str(v) for k, v in aux.items()}} if aux else {})]
                     if cfg else [], bridge=bridge,
                     ipam_options={str(k): str(v) for k, v in ipam["Options"].items()}
-                    if isinstance(ipam.get("Options"), dict) else None)
+                    if isinstance(ipam.get("Options"), dict) else None, ipv6=ipv6)
+        if cfg6:
+            n.ipam_config.append({k: str(v) for k, v in cfg6.items() if k in ("Subnet", "Gateway", "IPRange")})
         try:
             netcfg = n.config(self.ipam)
 
@@ -334,7 +348,9 @@ class NetworkService:
         n = self.get(ref)
         if n.predefined:
             raise Forbidden(f"{n.name} is a pre-defined network and cannot be removed")
-        used = self.users(n, containers)
+        # As dockerd: only running containers have endpoints; a stopped one keeps the name and fails
+        # to start ("network ... not found") until it is disconnected or the network is back.
+        used = [c for c in self.users(n, containers) if c.running]
         if used:
             raise Conflict(f"error while removing network: network {n.name} id {n.id} has active endpoints "
                            f"({', '.join(c.name for c in used)})")
@@ -349,13 +365,19 @@ class NetworkService:
         self.events.publish("network", "destroy", n.id, {"name": n.name, "type": n.driver})
 
     # --- containers -------------------------------------------------------------------------------
-    def plan(self, mode: str, endpoints_config: Any) -> dict[str, Any]:
+    def plan(self, mode: str, endpoints_config: Any, mac: str | None = None) -> dict[str, Any]:
         """The container's `NetworkSettings.Networks` at create: one entry per network it joins.
-        A missing network is a bad parameter here: a 404 from create makes docker's CLI pull."""
+        A missing network is a bad parameter here: a 404 from create makes docker's CLI pull.
+        `mac` is `Config.MacAddress` (API < 1.44): it goes to the network of the mode."""
         try:
-            return self._plan(mode, endpoints_config)
+            out = self._plan(mode, endpoints_config)
         except NotFound as e:
             raise InvalidParameter(e.message) from None
+        if mac:
+            first = next(iter(out.values()), None)
+            if first is not None and not first.get("MacAddress") and mode not in ("host", "none"):
+                _apply_endpoint_config(first, {"MacAddress": mac}, None)
+        return out
 
     def _plan(self, mode: str, endpoints_config: Any) -> dict[str, Any]:
         if mode.startswith("container:"):
@@ -381,11 +403,15 @@ class NetworkService:
             out[on.name] = oep
         return out
 
-    def _bridged(self, c: Container) -> list[tuple[str, Network]]:
+    def _bridged(self, c: Container, strict: bool = False) -> list[tuple[str, Network]]:
+        """The container's bridge networks; `strict` (a start): a network removed meanwhile is an
+        error, as dockerd's "network ... not found"."""
         out = []
         for key in c.networks:
             nid = _net_id(c, key)
             n = self._nets.get(nid) or self._by_name(key)
+            if n is None and strict and key not in PREDEFINED:
+                raise NotFound(f"network {key} not found")
             if n is not None and n.driver == "bridge":
                 out.append((key, n))
         return out
@@ -393,17 +419,24 @@ class NetworkService:
     def _by_name(self, name: str) -> Network | None:
         return next((n for n in self._nets.values() if n.name == name), None)
 
-    def _allocation(self, c: Container, n: Network) -> IPv4Address:
-        """The container's address on `n`: kept from an earlier start, else a new one."""
+    def _allocation(self, c: Container, n: Network) -> tuple[IPv4Address, IPv6Address | None]:
+        """The container's addresses on `n`: kept from an earlier start, else new ones."""
         for rec in self._endpoint_rows(c.id):
             if rec["network_id"] == n.id:
-                return IPv4Address(rec["ip"])
+                return IPv4Address(rec["ip"]), IPv6Address(rec["ip6"]) if rec.get("ip6") else None
         ep = c.networks.get(n.name) or {}
         wanted = ((ep.get("IPAMConfig") or {}).get("IPv4Address")) or None
+        wanted6 = ((ep.get("IPAMConfig") or {}).get("IPv6Address")) or None
         ip = self.ipam.allocate(n.id, wanted)
-        self._save_ep({"container_id": c.id, "network_id": n.id, "ip": str(ip), "endpoint": None})
+        try:
+            ip6 = self.ipam.allocate6(n.id, wanted6)
+        except BaseException:
+            self.ipam.release(n.id, ip)
+            raise
+        self._save_ep({"container_id": c.id, "network_id": n.id, "ip": str(ip),
+                       "ip6": str(ip6) if ip6 else None, "endpoint": None})
         self._save_ipam()
-        return ip
+        return ip, ip6
 
     def port_bindings(self, c: Container) -> tuple[PortBinding, ...]:
         hc = c.host_config
@@ -413,10 +446,8 @@ class NetworkService:
             port, proto = _port_key(key)
             for b in binds or [{}]:
                 b = b or {}
-                hp = str(b.get("HostPort") or "0").split("-")[0] or "0"
-                if not hp.isdigit():
-                    raise InvalidParameter(f"invalid host port {b.get('HostPort')!r}")
-                out.append(PortBinding(port, proto, b.get("HostIp") or "0.0.0.0", int(hp)))
+                lo, hi = _host_port_range(str(b.get("HostPort") or ""))
+                out.append(PortBinding(port, proto, b.get("HostIp") or "0.0.0.0", lo, hi))
                 seen.add((port, proto))
         if hc.get("PublishAllPorts"):
             for key in c.config.get("ExposedPorts") or {}:
@@ -441,12 +472,14 @@ class NetworkService:
         mode = c.host_config.get("NetworkMode") or "default"
         if mode.startswith("container:"):
             return Attachment(None, []), None
-        nets = self._bridged(c)
+        nets = self._bridged(c, strict=True)
         if not nets:
             return Attachment(None, []), None
         ports = self.port_bindings(c)
         link_hosts, link_env = self._links(c, nets)
-        ips = [self._allocation(c, n) for _, n in nets]
+        both = [self._allocation(c, n) for _, n in nets]
+        ips = [ip for ip, _ in both]
+        ip6s = [ip6 for _, ip6 in both]
         # docker's rule: the built-in DNS for a container on any user-defined network
         with_dns = any(not n.predefined for _, n in nets)
 
@@ -459,9 +492,10 @@ class NetworkService:
             drv = self._driver_now()
             done: list[Endpoint] = []
             try:
-                for i, ((key, _n), ip) in enumerate(zip(nets, ips, strict=True)):
+                for i, ((key, _n), ip, ip6) in enumerate(zip(nets, ips, ip6s, strict=True)):
                     done.append(drv.connect(c.id, _n.id, path, f"eth{i}", ip, ports if i == 0 else (),
-                                            default_route=i == 0, **_mac_opt(c.networks.get(key), ip)))
+                                            default_route=i == 0, mac=_mac_opt(c.networks.get(key), ip),
+                                            ip6=ip6))
             except BaseException:
                 for ep in done:
                     drv.disconnect(ep, delete_link=False)
@@ -470,7 +504,8 @@ class NetworkService:
 
         path = os.path.join(self.netns_dir, c.id)
         await asyncio.to_thread(make_netns)
-        att = Attachment(path, [str(ip) for ip in ips], with_dns, link_hosts, link_env)
+        own = [str(ip) for ip in ips] + [str(ip6) for ip6 in ip6s if ip6]  # /etc/hosts: IPv4 first
+        att = Attachment(path, own, with_dns, link_hosts, link_env)
         return att, lambda: self._finish_attach(c, nets, ports, ips, with_dns, path, connect_all)
 
     async def _finish_attach(self, c: Container, nets: list[tuple[str, Network]], ports: Any, ips: list[Any],
@@ -513,7 +548,8 @@ class NetworkService:
                                     f"({c.id[:12]}): {e.message}") from None
             raise
         for (key, n), ep in zip(nets, eps, strict=True):
-            self._save_ep({"container_id": c.id, "network_id": n.id, "ip": str(ep.ip), "endpoint": ep.to_dict()})
+            self._save_ep({"container_id": c.id, "network_id": n.id, "ip": str(ep.ip),
+                           "ip6": str(ep.ip6) if ep.ip6 else None, "endpoint": ep.to_dict()})
             view = c.networks.get(key) or endpoint_view(n.id)
             view.update(self._ep_view(n, ep))
             if not n.predefined:
@@ -523,11 +559,15 @@ class NetworkService:
         c.ports = ports_view(c, eps[0].ports if eps else ())
         if any(not n.predefined for _, n in nets):
             self._live[c.id] = c
+        self._update_parents(c)
 
     def _ep_view(self, n: Network, ep: Endpoint) -> dict[str, Any]:
         na = self.ipam.networks[n.id]
+        na6 = self.ipam.networks6.get(n.id)
         return {"NetworkID": n.id, "EndpointID": _endpoint_id(ep), "Gateway": str(na.gateway),
-                "IPAddress": str(ep.ip), "IPPrefixLen": ep.prefixlen, "MacAddress": ep.mac}
+                "IPAddress": str(ep.ip), "IPPrefixLen": ep.prefixlen, "MacAddress": ep.mac,
+                "IPv6Gateway": str(na6.gateway) if na6 and ep.ip6 else "",
+                "GlobalIPv6Address": str(ep.ip6) if ep.ip6 else "", "GlobalIPv6PrefixLen": ep.prefixlen6}
 
     async def detach(self, c: Container) -> None:
         """After the container exited: its endpoints and netns go; its addresses stay reserved."""
@@ -556,7 +596,8 @@ class NetworkService:
                                     {"name": n.name, "type": n.driver, "container": c.id})
         for view in c.networks.values():
             auto = view.get("IPAddress") and view.get("MacAddress") == mac_for_ip(IPv4Address(view["IPAddress"]))
-            view.update(EndpointID="", Gateway="", IPAddress="", IPPrefixLen=0)
+            view.update(EndpointID="", Gateway="", IPAddress="", IPPrefixLen=0, IPv6Gateway="",
+                        GlobalIPv6Address="", GlobalIPv6PrefixLen=0)
             if auto:  # a configured MAC (--mac-address, connect --mac-address) stays for the next start
                 view["MacAddress"] = ""
         c.ports = {}
@@ -564,7 +605,7 @@ class NetworkService:
     def release(self, c: Container) -> None:
         """At removal: the container's addresses go back to the pools."""
         for r in self._endpoint_rows(c.id):
-            self.ipam.release(r["network_id"], IPv4Address(r["ip"]))
+            self._release_row(r)
         with self.db.tx() as tx:
             tx.execute("DELETE FROM network_endpoints WHERE container_id=?", (c.id,))
             tx.execute("INSERT OR REPLACE INTO network_ipam(key, state) VALUES ('ipam', ?)",
@@ -584,32 +625,40 @@ class NetworkService:
         c.networks[n.name] = ep_view
         if c.running:
             try:
-                ip = self._allocation(c, n)
+                ip, ip6 = self._allocation(c, n)
                 path = os.path.join(self.netns_dir, c.id)
                 ifname = f"eth{len(c.networks) - 1}"
 
                 def link() -> Endpoint:
                     return self._driver_now().connect(c.id, n.id, path, ifname, ip, (), default_route=False,
-                                                      **_mac_opt(ep_view, ip))
+                                                      mac=_mac_opt(ep_view, ip), ip6=ip6)
 
                 ep = await asyncio.to_thread(link)
             except BaseException:
                 del c.networks[n.name]
                 self._forget_allocation(c, n)
                 raise
-            self._save_ep({"container_id": c.id, "network_id": n.id, "ip": str(ep.ip), "endpoint": ep.to_dict()})
+            self._save_ep({"container_id": c.id, "network_id": n.id, "ip": str(ep.ip),
+                           "ip6": str(ep.ip6) if ep.ip6 else None, "endpoint": ep.to_dict()})
             ep_view.update(self._ep_view(n, ep))
             if not n.predefined:
                 ep_view["DNSNames"] = dns_names(c, ep_view)
                 self._live[c.id] = c  # its names resolve on `n` from now on
+            else:
+                self._update_parents(c)
         self.events.publish("network", "connect", n.id, {"name": n.name, "type": n.driver, "container": c.id})
 
     def _forget_allocation(self, c: Container, n: Network) -> None:
         for r in self._endpoint_rows(c.id):
             if r["network_id"] == n.id:
-                self.ipam.release(n.id, IPv4Address(r["ip"]))
+                self._release_row(r)
                 self._del_ep(c.id, n.id)
                 self._save_ipam()
+
+    def _release_row(self, r: dict[str, Any]) -> None:
+        self.ipam.release(r["network_id"], IPv4Address(r["ip"]))
+        if r.get("ip6"):
+            self.ipam.release6(r["network_id"], IPv6Address(r["ip6"]))
 
     async def disconnect(self, n: Network, c: Container) -> None:
         key = next((k for k in c.networks if k == n.name or _net_id(c, k) == n.id), None)
@@ -638,6 +687,12 @@ class NetworkService:
             if n.ipam_config and n.ipam_config[0].get("AuxiliaryAddresses"):
                 entry["AuxiliaryAddresses"] = n.ipam_config[0]["AuxiliaryAddresses"]
             ipam_cfg = [entry]
+        if n.id in self.ipam.networks6:
+            na6 = self.ipam.networks6[n.id]
+            entry6 = {"Subnet": str(na6.subnet), "Gateway": str(na6.gateway)}
+            if na6.ip_range != na6.subnet:
+                entry6["IPRange"] = str(na6.ip_range)
+            ipam_cfg.append(entry6)
         members: dict[str, Any] = {}
         for c in containers:
             for key, ep in c.networks.items():
@@ -645,9 +700,11 @@ class NetworkService:
                     members[c.id] = {"Name": c.name, "EndpointID": ep["EndpointID"],
                                      "MacAddress": ep.get("MacAddress", ""),
                                      "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}" if ep.get("IPAddress")
-                                     else "", "IPv6Address": ""}
+                                     else "",
+                                     "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
+                                     if ep.get("GlobalIPv6Address") else ""}
         return {"Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local", "Driver": n.driver,
-                "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None if n.ipam_options is None else dict(n.ipam_options),
+                "EnableIPv6": n.ipv6, "IPAM": {"Driver": "default", "Options": None if n.ipam_options is None else dict(n.ipam_options),
                                               "Config": ipam_cfg},
                 "Internal": n.internal, "Attachable": n.attachable, "Ingress": False,
                 "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": members,
@@ -696,6 +753,8 @@ class NetworkService:
                 suffix = "." + n.name.lower()
                 if name in names or (name.endswith(suffix) and name[: -len(suffix)] in names):
                     ips.append(str(view["IPAddress"]))
+                    if view.get("GlobalIPv6Address"):
+                        ips.append(str(view["GlobalIPv6Address"]))
         return ips or None
 
     def reverse(self, container_id: str, ip: str) -> str | None:
@@ -706,7 +765,7 @@ class NetworkService:
         for c in self._live.values():
             for view in c.networks.values():
                 n = self._user_net(view)
-                if n is not None and n.id in mine and view.get("IPAddress") == ip:
+                if n is not None and n.id in mine and ip in (view.get("IPAddress"), view.get("GlobalIPv6Address")):
                     return f"{c.name}.{n.name}"
         return None
 
@@ -796,6 +855,45 @@ class NetworkService:
                             child.config.get("Env") or [])
         return hosts, env
 
+    def link_target(self, parent: Container, alias: str) -> str:
+        """The id of the container that `parent` links to as `alias` (docker's `/parent/alias`
+        name); 404 as dockerd's name lookup when there is no such link."""
+        for link in parent.host_config.get("Links") or ():
+            child, a = _parse_link(str(link))
+            if a == alias and self.lookup is not None:
+                try:
+                    return self.lookup(child).id
+                except NotFound:
+                    break
+        raise NotFound(f"No such container: {parent.name}/{alias}")
+
+    def unlink(self, parent: Container, alias: str) -> None:
+        """`rm --link parent/alias`: the link goes from the parent's record (inspect's
+        HostConfig.Links) and, as dockerd, from a running parent's /etc/hosts (its environment
+        keeps the variables: a process's environment cannot change)."""
+        self.link_target(parent, alias)
+        keep = [x for x in parent.host_config.get("Links") or () if _parse_link(str(x))[1] != alias]
+        parent.host_config["Links"] = keep or None
+        if parent.running and self.container_dir is not None:
+            _rewrite_hosts(os.path.join(self.container_dir(parent), "hosts"), [alias], None)
+
+    def _update_parents(self, child: Container) -> None:
+        """A linked container started with a new address on the default bridge: its running parents'
+        /etc/hosts lines for it follow, as dockerd's `OptionParentUpdate` (line by first name)."""
+        if self.all_containers is None or self.container_dir is None:
+            return
+        ip = next((str(v.get("IPAddress")) for k, v in child.networks.items()
+                   if v.get("IPAddress") and (n := self._nets.get(str(v.get("NetworkID")))) and n.predefined), "")
+        if not ip:
+            return
+        for parent in self.all_containers():
+            if parent.id == child.id or not parent.running:
+                continue
+            aliases = [a for name, a in (_parse_link(str(x)) for x in parent.host_config.get("Links") or ())
+                       if name == child.name]
+            if aliases:
+                _rewrite_hosts(os.path.join(self.container_dir(parent), "hosts"), aliases, ip)
+
     def close(self) -> None:
         """Daemon shutdown: port holds and netlink go; bridges, rules and netns stay (live restore)."""
         if self._dns is not None:
@@ -808,6 +906,28 @@ class NetworkService:
             netns.release_dir(self.netns_dir)  # only when no container's namespace is left in it
         except OSError as e:
             log.warning("could not release %s: %s", self.netns_dir, e)
+
+
+def _rewrite_hosts(path: str, aliases: list[str], ip: str | None) -> None:
+    """Give the lines whose first name is one of `aliases` the address `ip` (None: drop them). In
+    place, not by rename: the file is bind-mounted into the container, which would keep the old
+    inode."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines(keepends=True)
+    except OSError:
+        return
+    out = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 2 and fields[1] in aliases and not line.lstrip().startswith("#"):
+            if ip is None:
+                continue
+            line = f"{ip}\t{' '.join(fields[1:])}\n"
+        out.append(line)
+    if out != lines:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("".join(out))
 
 
 def _bridge_driver(prefix: str) -> NetworkDriver:
@@ -827,10 +947,10 @@ def _endpoint_id(ep: Endpoint) -> str:
     return hashlib.sha256(f"{ep.container_id}/{ep.network_id}/{ep.host_ifname}".encode()).hexdigest()
 
 
-def _mac_opt(view: dict[str, Any] | None, ip: IPv4Address) -> dict[str, str]:
-    """The driver's `mac` keyword when the endpoint asks for its own MAC address."""
+def _mac_opt(view: dict[str, Any] | None, ip: IPv4Address) -> str | None:
+    """The driver's `mac` when the endpoint asks for its own MAC address."""
     mac = str((view or {}).get("MacAddress") or "")
-    return {"mac": mac} if mac and mac != mac_for_ip(ip) else {}
+    return mac if mac and mac != mac_for_ip(ip) else None
 
 
 def _parse_link(link: str) -> tuple[str, str]:
@@ -905,17 +1025,27 @@ def endpoint_view(network_id: str = "") -> dict[str, Any]:
             "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": None}
 
 
-def _apply_endpoint_config(ep: dict[str, Any], cfg: dict[str, Any], n: Network) -> None:
+def _apply_endpoint_config(ep: dict[str, Any], cfg: dict[str, Any], n: Network | None) -> None:
+    """An EndpointSettings of the API into the container's view of network `n` (None: only the
+    MAC address, from `Config.MacAddress`)."""
     if not isinstance(cfg, dict):
         raise InvalidParameter("EndpointConfig must be an object")
     ipam = cfg.get("IPAMConfig") or {}
-    if ipam and isinstance(ipam, dict) and ipam.get("IPv4Address"):
+    for key, v6 in (("IPv4Address", False), ("IPv6Address", True)):
+        if not (ipam and isinstance(ipam, dict) and ipam.get(key)) or n is None:
+            continue
         if n.predefined:
             raise InvalidParameter("user specified IP address is supported on user defined networks only")
-        if not n.ipam_config:
+        if not n.user_subnet(v6):
             raise InvalidParameter("user specified IP address is supported only when connecting to networks "
                                    "with user configured subnets")
-        ep["IPAMConfig"] = {"IPv4Address": str(ipam["IPv4Address"])}
+        try:
+            addr = ip_address(str(ipam[key]))
+        except ValueError:
+            raise InvalidParameter(f"invalid {key} {ipam[key]!r}") from None
+        if (addr.version == 6) != v6:
+            raise InvalidParameter(f"invalid {key} {ipam[key]!r}")
+        ep["IPAMConfig"] = dict(ep.get("IPAMConfig") or {}, **{key: str(addr)})
     if ipam and isinstance(ipam, dict) and ipam.get("LinkLocalIPs"):
         # recorded as dockerd does; berth adds no link-local addresses
         ep["IPAMConfig"] = dict(ep["IPAMConfig"] or {}, LinkLocalIPs=[str(x) for x in ipam["LinkLocalIPs"]])
@@ -930,6 +1060,34 @@ def _apply_endpoint_config(ep: dict[str, Any], cfg: dict[str, Any], n: Network) 
         if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", str(mac)):
             raise InvalidParameter(f"invalid MAC address: {mac}")
         ep["MacAddress"] = str(mac).lower()
+
+
+def _split_families(configs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """IPAM.Config entries -> (the IPv4 one, the IPv6 one), each possibly empty; one of each at
+    most. An entry without a subnet is IPv4 unless its gateway or range says IPv6."""
+    v4: list[dict[str, Any]] = []
+    v6: list[dict[str, Any]] = []
+    for c in configs:
+        probe = str(c.get("Subnet") or c.get("Gateway") or c.get("IPRange") or "")
+        (v6 if ":" in probe else v4).append(c)
+    if len(v4) > 1 or len(v6) > 1:
+        raise InvalidParameter("berth supports one IPv4 and one IPv6 subnet per network")
+    return (v4[0] if v4 else {}), (v6[0] if v6 else {})
+
+
+def _host_port_range(text: str) -> tuple[int, int]:
+    """A PortBindings HostPort: "" (any free port), "8080", or "8000-8010" (the first free one of
+    the range, as dockerd's port allocator) -> (first, last or 0)."""
+    text = text.strip()
+    if not text:
+        return 0, 0
+    lo, sep, hi = text.partition("-")
+    if not lo.isdigit() or (sep and not hi.isdigit()):
+        raise InvalidParameter(f"invalid host port {text!r}")
+    first, last = int(lo), int(hi) if sep else 0
+    if not 0 <= first <= 65535 or (sep and not first <= last <= 65535):
+        raise InvalidParameter(f"invalid host port range {text!r}")
+    return first, (last if last != first else 0)
 
 
 def ports_view(c: Container, published: tuple[PortBinding, ...]) -> dict[str, Any]:

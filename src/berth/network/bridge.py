@@ -11,7 +11,7 @@ the netlink work.
 from __future__ import annotations
 
 import threading
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from berth.common.errors import BerthError, NotFound
 from berth.network import links
@@ -44,10 +44,10 @@ class BridgeDriver:
         its rule is dropped, the rest of the container's networking keeps working."""
         warnings: list[str] = []
         with self._lock:
-            enable_forwarding()
+            enable_forwarding(ipv6=any(n.subnet6 is not None for n in networks))
             self._nets = {}
             for net in networks:
-                links.ensure_bridge(self._ipr, net.bridge, net.gateway, net.subnet, net.mtu)
+                links.ensure_bridge(self._ipr, net.bridge, net.gateway, net.subnet, net.mtu, net.gateway6, net.subnet6)
                 self._nets[net.id] = net
             pubs: dict[tuple[str, str], list[Published]] = {}
             for ep in endpoints:
@@ -72,8 +72,8 @@ class BridgeDriver:
 
     def create_network(self, net: NetworkConfig) -> None:
         with self._lock:
-            enable_forwarding()
-            links.ensure_bridge(self._ipr, net.bridge, net.gateway, net.subnet, net.mtu)
+            enable_forwarding(ipv6=net.subnet6 is not None)
+            links.ensure_bridge(self._ipr, net.bridge, net.gateway, net.subnet, net.mtu, net.gateway6, net.subnet6)
             self._nets[net.id] = net
             try:
                 self._sync()
@@ -94,20 +94,25 @@ class BridgeDriver:
             links.delete_link(self._ipr, net.bridge)
 
     def connect(self, container_id: str, network_id: str, netns: str, ifname: str, ip: IPv4Address,
-                ports: tuple[PortBinding, ...] = (), default_route: bool = True, mac: str | None = None) -> Endpoint:
+                ports: tuple[PortBinding, ...] = (), default_route: bool = True, mac: str | None = None,
+                ip6: IPv6Address | None = None) -> Endpoint:
         with self._lock:
             net = self._nets.get(network_id)
             if net is None:
                 raise NotFound(f"network {network_id} not found")
             held = self._holds.take_all(ports)
+            if ip6 is not None and net.subnet6 is None:
+                ip6 = None  # asked on a network without IPv6: the daemon checks; never half-configure
             ep = Endpoint(container_id, network_id, netns, ifname, ip, net.subnet.prefixlen, mac or mac_for_ip(ip),
-                          host_ifname(container_id, network_id), held)
+                          host_ifname(container_id, network_id), held, ip6,
+                          net.subnet6.prefixlen if ip6 is not None and net.subnet6 is not None else 0)
             try:
                 # Internal networks give no default route, as docker: there is no way out anyway.
                 gw = net.gateway if default_route and not net.internal else None
+                gw6 = net.gateway6 if gw is not None and ip6 is not None else None
                 links.add_veth(self._ipr, bridge=net.bridge, host_if=ep.host_ifname, ns_path=netns,
                                ifname=ifname, mac=ep.mac, ip=ip, prefixlen=ep.prefixlen, gateway=gw,
-                               mtu=net.mtu)
+                               mtu=net.mtu, ip6=ip6, prefixlen6=ep.prefixlen6, gateway6=gw6)
                 if held:
                     pubs = [Published(net.bridge, ip, p) for p in held]
                     self.firewall.add_ports(pubs)

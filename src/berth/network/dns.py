@@ -53,8 +53,8 @@ class Names(Protocol):
     """What the daemon knows, asked per query with the id of the container that asks."""
 
     def resolve(self, container_id: str, name: str) -> list[str] | None:
-        """IPv4 addresses of `name` (lower case, no final dot) on the networks the asker shares with
-        it; None when the name is not a container's (then the query goes upstream)."""
+        """Addresses (IPv4 and IPv6) of `name` (lower case, no final dot) on the networks the asker
+        shares with it; None when the name is not a container's (then the query goes upstream)."""
         ...
 
     def reverse(self, container_id: str, ip: str) -> str | None:
@@ -176,10 +176,14 @@ def answer_locally(names: Names, container_id: str, wire: bytes) -> bytes | None
             return None
         r = dns.message.make_response(q)
         r.flags |= dns.flags.AA | dns.flags.RA
-        if qq.rdtype != dns.rdatatype.AAAA and ips:  # AAAA: NODATA, so clients do not go elsewhere
-            shuffled = list(ips)
+        # A name without addresses of the asked family gets NODATA, so clients do not go elsewhere.
+        for rdtype, kind in ((dns.rdatatype.A, "A"), (dns.rdatatype.AAAA, "AAAA")):
+            if qq.rdtype not in (rdtype, dns.rdatatype.ANY):
+                continue
+            shuffled = [ip for ip in ips if (":" in ip) == (kind == "AAAA")]
             random.shuffle(shuffled)  # round robin among containers sharing an alias
-            r.answer.append(dns.rrset.from_text_list(qq.name, TTL, "IN", "A", shuffled))
+            if shuffled:
+                r.answer.append(dns.rrset.from_text_list(qq.name, TTL, "IN", kind, shuffled))
         return bytes(r.to_wire())
     if qq.rdtype == dns.rdatatype.PTR:
         try:

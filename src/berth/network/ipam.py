@@ -10,6 +10,9 @@ Pure logic: the daemon passes the host's routes in (`host_routes()` reads them) 
 - Container addresses are handed out next-fit from `--ip-range` (or the subnet), as docker does:
   a freed address is reused once the cursor wraps, so a restarted container usually gets a new
   address and stale ARP/DNS entries do not point at somebody else.
+- IPv6 (`--ipv6`): a network's second address space, `NetworkAddresses6`, allocated the same way.
+  Without an IPv6 `--subnet` it gets a /64 out of the ULA prefix DEFAULT_POOL6 that overlaps no
+  other network and no host route (newer dockerd does the same out of its own ULA pool).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 from berth.common.errors import Conflict, InvalidParameter, SystemError_
@@ -29,6 +32,9 @@ FOREIGN_RANGES: tuple[IPv4Network, ...] = (
     IPv4Network("192.168.0.0/16"),  # docker's second default pool
     IPv4Network("10.88.0.0/16"),  # podman's default network
 )
+
+
+DEFAULT_POOL6 = IPv6Network("fdb7:e27a:5f00::/48")  # a fixed random ULA /48: 65536 /64 networks
 
 
 class PoolExhausted(SystemError_):
@@ -63,22 +69,16 @@ class NetworkAddresses:
                                        "networks with user configured subnets")
             if ip not in self.subnet:
                 raise InvalidParameter(f"invalid address {ip}: it does not belong to subnet {self.subnet}")
-            off = int(ip) - base
-            if off in self.allocated:
+            if int(ip) - base in self.allocated:
                 raise Conflict(f"Address already in use: {ip}")
-            self.allocated.add(off)
+            self.allocated.add(int(ip) - base)
             return ip
-        lo, hi = self._bounds()
-        span = hi - lo + 1
-        start = self.cursor + 1 if lo <= self.cursor < hi else lo
-        for i in range(span):
-            off = lo + (start - lo + i) % span
-            if off not in self.allocated:
-                self.allocated.add(off)
-                self.cursor = off
-                return IPv4Address(base + off)
-        raise PoolExhausted(f"no available IPv4 addresses on this network's address pools: "
-                            f"{self.ip_range} is exhausted")
+        off = _next_fit(self.allocated, self.cursor, *self._bounds(), tries=1 << 32)
+        if off is None:
+            raise PoolExhausted(f"no available IPv4 addresses on this network's address pools: "
+                                f"{self.ip_range} is exhausted")
+        self.cursor = off
+        return IPv4Address(base + off)
 
     def release(self, ip: IPv4Address) -> None:
         self.allocated.discard(int(ip) - int(self.subnet.network_address))
@@ -96,6 +96,72 @@ class NetworkAddresses:
                    bool(d.get("user_subnet", False)), set(d.get("allocated", [])), int(d.get("cursor", 0)))
 
 
+def _next_fit(allocated: set[int], cursor: int, lo: int, hi: int, tries: int = 1 << 16) -> int | None:
+    """The first free offset after `cursor` in [lo, hi], wrapping once, and marks it taken. At
+    most `tries` probes: an IPv6 range has far more addresses than can ever be allocated."""
+    span = hi - lo + 1
+    start = cursor + 1 if lo <= cursor < hi else lo
+    for i in range(min(span, tries)):
+        off = lo + (start - lo + i) % span
+        if off not in allocated:
+            allocated.add(off)
+            return off
+    return None
+
+
+@dataclass
+class NetworkAddresses6:
+    """A network's IPv6 space (`--ipv6`): the subnet's first address (the subnet-router anycast
+    address) is never handed out; IPv6 has no broadcast address."""
+
+    subnet: IPv6Network
+    gateway: IPv6Address
+    ip_range: IPv6Network
+    user_subnet: bool = False
+    allocated: set[int] = field(default_factory=set)
+    cursor: int = 0
+
+    def allocate(self, ip: IPv6Address | None = None) -> IPv6Address:
+        base = int(self.subnet.network_address)
+        if ip is not None:
+            if not self.user_subnet:
+                raise InvalidParameter("user specified IP address is supported only when connecting to "
+                                       "networks with user configured subnets")
+            if ip not in self.subnet:
+                raise InvalidParameter(f"invalid address {ip}: it does not belong to subnet {self.subnet}")
+            if int(ip) - base in self.allocated:
+                raise Conflict(f"Address already in use: {ip}")
+            self.allocated.add(int(ip) - base)
+            return ip
+        lo = max(int(self.ip_range.network_address) - base, 1)
+        hi = int(self.ip_range.broadcast_address) - base
+        off = _next_fit(self.allocated, self.cursor, lo, hi)
+        if off is None:
+            raise PoolExhausted(f"no available IPv6 addresses on this network's address pools: "
+                                f"{self.ip_range} is exhausted")
+        self.cursor = off
+        return IPv6Address(base + off)
+
+    def release(self, ip: IPv6Address) -> None:
+        self.allocated.discard(int(ip) - int(self.subnet.network_address))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"subnet": str(self.subnet), "gateway": str(self.gateway), "ip_range": str(self.ip_range),
+                "user_subnet": self.user_subnet, "allocated": sorted(self.allocated), "cursor": self.cursor}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NetworkAddresses6:
+        return cls(IPv6Network(d["subnet"]), IPv6Address(d["gateway"]), IPv6Network(d["ip_range"]),
+                   bool(d.get("user_subnet", False)), set(d.get("allocated", [])), int(d.get("cursor", 0)))
+
+
+def _parse_net6(value: str, what: str) -> IPv6Network:
+    try:
+        return IPv6Network(value, strict=False)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid {what} {value!r}: {e}") from None
+
+
 def _parse_net(value: str, what: str) -> IPv4Network:
     try:
         return IPv4Network(value, strict=False)
@@ -111,6 +177,7 @@ class Ipam:
         self.pools = list(pools)
         self.avoid = list(avoid)
         self.networks: dict[str, NetworkAddresses] = {}
+        self.networks6: dict[str, NetworkAddresses6] = {}
 
     def _overlaps_network(self, net: IPv4Network, exclude: str = "") -> str | None:
         for nid, na in self.networks.items():
@@ -158,6 +225,60 @@ class Ipam:
 
     def remove_network(self, network_id: str) -> None:
         self.networks.pop(network_id, None)
+        self.networks6.pop(network_id, None)
+
+    def add_network6(self, network_id: str, subnet: str | None = None, gateway: str | None = None,
+                     ip_range: str | None = None, host_routes: Iterable[IPv6Network] = ()) -> NetworkAddresses6:
+        """The network's IPv6 space: given, or the first free /64 of DEFAULT_POOL6."""
+        if network_id in self.networks6:
+            raise Conflict(f"network {network_id} already has IPv6 addresses")
+        if subnet:
+            net = _parse_net6(subnet, "subnet")
+            for nid, other in self.networks6.items():
+                if other.subnet.overlaps(net):
+                    raise Conflict(f"invalid pool request: Pool overlaps with other one on this address space "
+                                   f"({net} and network {nid[:12]})")
+        elif gateway or ip_range:
+            raise InvalidParameter("--gateway and --ip-range need --subnet")
+        else:
+            taken = [r for r in host_routes if r.prefixlen > 0 and not r.is_link_local and not r.is_multicast]
+            picked = next((c for c in DEFAULT_POOL6.subnets(new_prefix=64)
+                           if not any(c.overlaps(o.subnet) for o in self.networks6.values())
+                           and not any(c.overlaps(t) for t in taken)), None)
+            if picked is None:
+                raise PoolExhausted(f"all predefined IPv6 address pools have been fully subnetted ({DEFAULT_POOL6})")
+            net = picked
+        rng = _parse_net6(ip_range, "ip-range") if ip_range else net
+        if not rng.subnet_of(net):
+            raise InvalidParameter(f"invalid ip-range {rng}: it is not inside subnet {net}")
+        try:
+            gw = IPv6Address(gateway) if gateway else IPv6Address(int(net.network_address) + 1)
+        except ValueError:
+            raise InvalidParameter(f"invalid gateway {gateway!r}") from None
+        if gw not in net:
+            raise InvalidParameter(f"invalid gateway {gw}: it does not belong to subnet {net}")
+        na = NetworkAddresses6(net, gw, rng, user_subnet=bool(subnet))
+        na.allocated.add(int(gw) - int(net.network_address))
+        self.networks6[network_id] = na
+        return na
+
+    def allocate6(self, network_id: str, ip: str | None = None) -> IPv6Address | None:
+        """None on a network without IPv6."""
+        na = self.networks6.get(network_id)
+        if na is None:
+            if ip:
+                raise InvalidParameter("invalid IPv6 address: the network has IPv6 disabled")
+            return None
+        try:
+            wanted = IPv6Address(ip) if ip else None
+        except ValueError:
+            raise InvalidParameter(f"invalid IPv6 address {ip!r}") from None
+        return na.allocate(wanted)
+
+    def release6(self, network_id: str, ip: IPv6Address) -> None:
+        na = self.networks6.get(network_id)
+        if na is not None:
+            na.release(ip)
 
     def allocate(self, network_id: str, ip: str | None = None) -> IPv4Address:
         return self._get(network_id).allocate(IPv4Address(ip) if ip else None)
@@ -174,10 +295,14 @@ class Ipam:
             raise InvalidParameter(f"network {network_id} has no addresses") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return {nid: na.to_dict() for nid, na in self.networks.items()}
+        out: dict[str, Any] = {nid: na.to_dict() for nid, na in self.networks.items()}
+        if self.networks6:  # under a key no network id can be (ids are hex)
+            out["_v6"] = {nid: na.to_dict() for nid, na in self.networks6.items()}
+        return out
 
     def load(self, state: dict[str, Any]) -> None:
-        self.networks = {nid: NetworkAddresses.from_dict(d) for nid, d in state.items()}
+        self.networks = {nid: NetworkAddresses.from_dict(d) for nid, d in state.items() if nid != "_v6"}
+        self.networks6 = {nid: NetworkAddresses6.from_dict(d) for nid, d in (state.get("_v6") or {}).items()}
 
 
 def host_routes(path: str = "/proc/net/route") -> list[IPv4Network]:
@@ -194,5 +319,20 @@ def host_routes(path: str = "/proc/net/route") -> list[IPv4Network]:
                 mask = socket.inet_ntoa(struct.pack("<I", int(cols[7], 16)))
                 out.append(IPv4Network(f"{dest}/{mask}", strict=False))
     except OSError:
+        pass
+    return out
+
+
+def host_routes6(path: str = "/proc/net/ipv6_route") -> list[IPv6Network]:
+    """The host's IPv6 routes, as `host_routes` for IPv4."""
+    out: list[IPv6Network] = []
+    try:
+        with open(path) as f:
+            for line in f:
+                cols = line.split()
+                if len(cols) < 2:
+                    continue
+                out.append(IPv6Network((int(cols[0], 16), int(cols[1], 16)), strict=False))
+    except (OSError, ValueError):
         pass
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -18,6 +18,7 @@ from berth.network import netns
 from berth.network.model import mac_for_ip
 
 ENOENT, EEXIST, ENODEV = 2, 17, 19
+IFA_F_NODAD = 0x02  # an IPv6 address usable at once: duplicate detection would hold it ~1 s
 
 
 def host_ipr() -> IPRoute:
@@ -43,8 +44,9 @@ def _sysctl(path: str, value: str) -> None:
         f.write(value)
 
 
-def ensure_bridge(ipr: IPRoute, name: str, gateway: IPv4Address, subnet: IPv4Network, mtu: int) -> None:
-    """The bridge up, with the gateway address and MTU; idempotent (kept as is when it exists)."""
+def ensure_bridge(ipr: IPRoute, name: str, gateway: IPv4Address, subnet: IPv4Network, mtu: int,
+                  gateway6: IPv6Address | None = None, subnet6: IPv6Network | None = None) -> None:
+    """The bridge up, with the gateway address(es) and MTU; idempotent (kept as is when it exists)."""
     idx = _index(ipr, name)
     if idx is None:
         try:
@@ -63,6 +65,11 @@ def ensure_bridge(ipr: IPRoute, name: str, gateway: IPv4Address, subnet: IPv4Net
     have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in addrs}
     if (str(gateway), subnet.prefixlen) not in have:
         ipr.addr("add", index=idx, address=str(gateway), prefixlen=subnet.prefixlen)
+    if gateway6 is not None and subnet6 is not None:
+        _sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "0")
+        have6 = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=socket.AF_INET6)}
+        if (str(gateway6), subnet6.prefixlen) not in have6:
+            ipr.addr("add", index=idx, address=str(gateway6), prefixlen=subnet6.prefixlen, flags=IFA_F_NODAD)
     ipr.link("set", index=idx, state="up")
     # DNAT of 127.0.0.1:port to a container routes a loopback-sourced packet out of the bridge: the
     # kernel drops it as martian unless route_localnet is set there (nat then masquerades it).
@@ -82,9 +89,10 @@ def delete_link(ipr: IPRoute, name: str) -> None:
 
 
 def add_veth(ipr: IPRoute, *, bridge: str, host_if: str, ns_path: str, ifname: str, mac: str,
-             ip: IPv4Address, prefixlen: int, gateway: IPv4Address | None, mtu: int) -> None:
+             ip: IPv4Address, prefixlen: int, gateway: IPv4Address | None, mtu: int,
+             ip6: IPv6Address | None = None, prefixlen6: int = 0, gateway6: IPv6Address | None = None) -> None:
     """A veth pair: `host_if` enslaved to the bridge, its peer created straight inside the netns as
-    `ifname` with the MAC, the address and (if `gateway`) the default route."""
+    `ifname` with the MAC, the address(es) and (if `gateway`/`gateway6`) the default route(s)."""
     br = _index(ipr, bridge)
     if br is None:
         raise FileNotFoundError(f"bridge {bridge} does not exist")
@@ -105,9 +113,13 @@ def add_veth(ipr: IPRoute, *, bridge: str, host_if: str, ns_path: str, ifname: s
         with _ns_ipr(ns_path) as nsr:
             (inner,) = nsr.link_lookup(ifname=ifname)
             nsr.addr("add", index=inner, address=str(ip), prefixlen=prefixlen)
+            if ip6 is not None:
+                nsr.addr("add", index=inner, address=str(ip6), prefixlen=prefixlen6, flags=IFA_F_NODAD)
             nsr.link("set", index=inner, state="up")
             if gateway is not None:
                 nsr.route("add", dst="0.0.0.0/0", gateway=str(gateway))
+            if gateway6 is not None:
+                nsr.route("add", dst="::/0", gateway=str(gateway6), family=socket.AF_INET6)
     except BaseException:
         delete_link(ipr, host_if)
         raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any, Protocol
 
 DEFAULT_MTU = 1500
@@ -27,37 +27,45 @@ class NetworkConfig:
     internal: bool = False
     icc: bool = True  # com.docker.network.bridge.enable_icc
     masquerade: bool = True  # com.docker.network.bridge.enable_ip_masquerade
+    subnet6: IPv6Network | None = None  # `--ipv6` networks only
+    gateway6: IPv6Address | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "bridge": self.bridge, "subnet": str(self.subnet),
                 "gateway": str(self.gateway), "mtu": self.mtu, "internal": self.internal, "icc": self.icc,
-                "masquerade": self.masquerade}
+                "masquerade": self.masquerade, "subnet6": str(self.subnet6) if self.subnet6 else None,
+                "gateway6": str(self.gateway6) if self.gateway6 else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
         return cls(id=d["id"], bridge=d["bridge"], subnet=IPv4Network(d["subnet"]),
                    gateway=IPv4Address(d["gateway"]), mtu=int(d.get("mtu", DEFAULT_MTU)),
                    internal=bool(d.get("internal", False)), icc=bool(d.get("icc", True)),
-                   masquerade=bool(d.get("masquerade", True)))
+                   masquerade=bool(d.get("masquerade", True)),
+                   subnet6=IPv6Network(d["subnet6"]) if d.get("subnet6") else None,
+                   gateway6=IPv6Address(d["gateway6"]) if d.get("gateway6") else None)
 
 
 @dataclass(frozen=True)
 class PortBinding:
-    """One published port: host_ip:host_port -> container_port/proto. host_port 0 means "any free"."""
+    """One published port: host_ip:host_port -> container_port/proto. host_port 0 means "any free";
+    a `host_port_end` asks for the first free port of host_port..host_port_end (docker's
+    `-p 8000-8010:80`); a held binding has one port and no end."""
 
     container_port: int
     proto: str = "tcp"
     host_ip: str = "0.0.0.0"
     host_port: int = 0
+    host_port_end: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"container_port": self.container_port, "proto": self.proto, "host_ip": self.host_ip,
-                "host_port": self.host_port}
+                "host_port": self.host_port, **({"host_port_end": self.host_port_end} if self.host_port_end else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PortBinding:
         return cls(int(d["container_port"]), d.get("proto", "tcp"), d.get("host_ip", "0.0.0.0"),
-                   int(d.get("host_port", 0)))
+                   int(d.get("host_port", 0)), int(d.get("host_port_end", 0)))
 
 
 @dataclass(frozen=True)
@@ -73,17 +81,21 @@ class Endpoint:
     mac: str
     host_ifname: str
     ports: tuple[PortBinding, ...] = field(default=())  # with the host ports actually allocated
+    ip6: IPv6Address | None = None  # on an `--ipv6` network
+    prefixlen6: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"container_id": self.container_id, "network_id": self.network_id, "netns": self.netns,
                 "ifname": self.ifname, "ip": str(self.ip), "prefixlen": self.prefixlen, "mac": self.mac,
-                "host_ifname": self.host_ifname, "ports": [p.to_dict() for p in self.ports]}
+                "host_ifname": self.host_ifname, "ports": [p.to_dict() for p in self.ports],
+                "ip6": str(self.ip6) if self.ip6 else None, "prefixlen6": self.prefixlen6}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Endpoint:
         return cls(d["container_id"], d["network_id"], d["netns"], d["ifname"], IPv4Address(d["ip"]),
                    int(d["prefixlen"]), d["mac"], d["host_ifname"],
-                   tuple(PortBinding.from_dict(p) for p in d.get("ports", [])))
+                   tuple(PortBinding.from_dict(p) for p in d.get("ports", [])),
+                   IPv6Address(d["ip6"]) if d.get("ip6") else None, int(d.get("prefixlen6") or 0))
 
 
 def mac_for_ip(ip: IPv4Address) -> str:
@@ -141,6 +153,6 @@ class NetworkDriver(Protocol):
 
     def connect(self, container_id: str, network_id: str, netns: str, ifname: str, ip: IPv4Address,
                 ports: tuple[PortBinding, ...] = (), default_route: bool = True,
-                mac: str | None = None) -> Endpoint: ...
+                mac: str | None = None, ip6: IPv6Address | None = None) -> Endpoint: ...
 
     def disconnect(self, ep: Endpoint, delete_link: bool = True) -> None: ...

@@ -45,16 +45,20 @@ def parse_publish(spec: str) -> list[PortBinding]:
         raise InvalidParameter("sctp ports are not supported")
     ctr = _range(m["ctr"], "containerPort")
     host = _range(m["host"], "hostPort") if m["host"] else [0] * len(ctr)
-    if len(host) != len(ctr):
-        if len(host) > 1 and len(ctr) == 1:
-            raise InvalidParameter("host port ranges for a single container port are not supported")
-        raise InvalidParameter(f"invalid ranges specified for container and host Ports: {spec!r}")
     ip = m["ip"] or "0.0.0.0"
+    if len(host) > 1 and len(ctr) == 1:  # one port out of the host range, picked when published
+        return [PortBinding(ctr[0], proto, _check_ip(ip), host[0], host[-1])]
+    if len(host) != len(ctr):
+        raise InvalidParameter(f"invalid ranges specified for container and host Ports: {spec!r}")
+    return [PortBinding(c, proto, _check_ip(ip), h) for c, h in zip(ctr, host, strict=True)]
+
+
+def _check_ip(ip: str) -> str:
     try:
         ipaddress.IPv4Address(ip)  # IPv6 host addresses: not yet
     except ValueError:
         raise InvalidParameter(f"invalid IP address in port specification: {ip}") from None
-    return [PortBinding(c, proto, ip, h) for c, h in zip(ctr, host, strict=True)]
+    return ip
 
 
 class PortHolds:
@@ -64,7 +68,15 @@ class PortHolds:
         self._socks: dict[tuple[str, str, int], socket.socket] = {}
 
     def take(self, b: PortBinding) -> PortBinding:
-        """Hold the binding's host port (a free one if 0) and return the binding with it filled in."""
+        """Hold the binding's host port (a free one if 0, the first free one of a range) and return
+        the binding with it filled in."""
+        if b.host_port_end:
+            for port in range(b.host_port, b.host_port_end + 1):
+                try:
+                    return self.take(replace(b, host_port=port, host_port_end=0))
+                except PortAllocated:
+                    continue
+            raise PortAllocated("all ports are allocated")  # dockerd's words for a full range
         kind = socket.SOCK_STREAM if b.proto == "tcp" else socket.SOCK_DGRAM
         s = socket.socket(socket.AF_INET, kind)
         try:

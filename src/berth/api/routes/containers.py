@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from berth.common.errors import InvalidParameter
+from berth.common.errors import InvalidParameter, SystemError_
 
 from ..http.router import Router
 from ..http.server import HijackResponse, RawStream, Request, Response, StreamResponse, json_response
@@ -47,6 +47,7 @@ class ContainerBackend(Protocol):
     async def restart(self, ref: str, timeout: int | None, signal: str | None) -> None: ...
     async def kill(self, ref: str, signal: str | None) -> None: ...
     async def remove(self, ref: str, force: bool, volumes: bool) -> None: ...
+    async def remove_link(self, parent: str, alias: str, link: bool, force: bool, volumes: bool) -> None: ...
     def ps(self, all_: bool, limit: int, size: bool, filters: dict[str, list[str]]) -> list[dict[str, Any]]: ...
     def inspect(self, ref: str, size: bool) -> dict[str, Any]: ...
     def logs(self, ref: str, opts: LogOptions) -> tuple[bool, Output]: ...
@@ -109,7 +110,15 @@ def register(r: Router, b: ContainerBackend) -> None:
         return Response(204, content_type=None)
 
     async def remove(req: Request) -> Response:
+        if req.qbool("link"):  # dockerd: a link name has a parent, `/name` alone is the container's own
+            raise SystemError_("Conflict, cannot remove the default link name of the container")  # 500 as dockerd
         await b.remove(req.params["id"], req.qbool("force"), req.qbool("v"))
+        return Response(204, content_type=None)
+
+    async def remove_link(req: Request) -> Response:
+        # `docker rm --link parent/alias`: the link name has a slash
+        await b.remove_link(req.params["id"], req.params["alias"], req.qbool("link"), req.qbool("force"),
+                            req.qbool("v"))
         return Response(204, content_type=None)
 
     async def logs(req: Request) -> StreamResponse:
@@ -182,6 +191,7 @@ def register(r: Router, b: ContainerBackend) -> None:
     r.add("POST", "/containers/{id}/restart", restart)
     r.add("POST", "/containers/{id}/kill", kill)
     r.add("DELETE", "/containers/{id}", remove)
+    r.add("DELETE", "/containers/{id}/{alias}", remove_link)
     r.add("GET", "/containers/{id}/logs", logs)
     r.add("POST", "/containers/{id}/wait", wait)
     r.add("POST", "/containers/{id}/rename", rename)

@@ -34,12 +34,14 @@ def _key_values(items: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--gateway", multiple=True, help="IPv4 or IPv6 Gateway for the master subnet")
 @click.option("--ip-range", multiple=True, help="Allocate container ip from a sub-range")
 @click.option("--internal", is_flag=True, help="Restrict external access to the network")
+@click.option("--ipv6", is_flag=True, help="Enable IPv6 networking")
 @click.option("--attachable", is_flag=True, help="Enable manual container attachment")
 @click.option("--label", "labels", multiple=True, help="Set metadata on a network")
 @click.option("-o", "--opt", "opts", multiple=True, help="Set driver specific options")
 @click.argument("name")
 def create(driver: str, subnet: tuple[str, ...], gateway: tuple[str, ...], ip_range: tuple[str, ...],
-           internal: bool, attachable: bool, labels: tuple[str, ...], opts: tuple[str, ...], name: str) -> None:
+           internal: bool, ipv6: bool, attachable: bool, labels: tuple[str, ...], opts: tuple[str, ...],
+           name: str) -> None:
     """Create a network"""
     if (gateway or ip_range) and not subnet:
         raise Failure("Error response from daemon: --gateway and --ip-range need --subnet", 1)
@@ -52,6 +54,7 @@ def create(driver: str, subnet: tuple[str, ...], gateway: tuple[str, ...], ip_ra
             cfg["IPRange"] = ip_range[i]
         configs.append(cfg)
     body: dict[str, Any] = {"Name": name, "Driver": driver, "Internal": internal, "Attachable": attachable,
+                            "EnableIPv6": ipv6,
                             "IPAM": {"Driver": "default", "Config": configs},
                             "Options": _key_values(opts, "opt"), "Labels": _key_values(labels, "label")}
     try:
@@ -130,14 +133,15 @@ def prune(filters: tuple[str, ...], force: bool) -> None:
 
 @click.command("connect", short_help="Connect a container to a network")
 @click.option("--ip", help="IPv4 address (e.g., \"172.30.100.104\")")
+@click.option("--ip6", help="IPv6 address (e.g., \"2001:db8::33\")")
 @click.option("--alias", "aliases", multiple=True, help="Add network-scoped alias for the container")
 @click.argument("network")
 @click.argument("container")
-def connect(ip: str | None, aliases: tuple[str, ...], network: str, container: str) -> None:
+def connect(ip: str | None, ip6: str | None, aliases: tuple[str, ...], network: str, container: str) -> None:
     """Connect a container to a network"""
     cfg: dict[str, Any] = {}
-    if ip:
-        cfg["IPAMConfig"] = {"IPv4Address": ip}
+    if ip or ip6:
+        cfg["IPAMConfig"] = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6)) if v}
     if aliases:
         cfg["Aliases"] = list(aliases)
     try:
