@@ -258,10 +258,10 @@ def test_dockerpy_build_error_in_stream(dockerpy) -> None:  # type: ignore[no-un
     with pytest.raises(docker.errors.BuildError) as exc:
         dockerpy.images.build(fileobj=ctx, custom_context=True)
     assert "missing.txt" in str(exc.value)
-    ctx = _context({"Dockerfile": "FROM busybox\nADD https://example.com/x /x\n"})
+    ctx = _context({"Dockerfile": "FROM busybox\nADD http://127.0.0.1:9/x /x\n"})  # nothing listens
     with pytest.raises(docker.errors.BuildError) as exc:
         dockerpy.images.build(fileobj=ctx, custom_context=True)
-    assert "not supported" in str(exc.value)
+    assert "error downloading http://127.0.0.1:9/x" in str(exc.value)
 
 
 def test_berth_cli_build(berthd: Daemon, tmp_path: Path, tag: str) -> None:
@@ -299,6 +299,7 @@ def test_builder_prune_forgets_the_cache(berthd: Daemon) -> None:
     assert status == 200 and b"Successfully built" in out, out
     status, out = berthd.request("POST", "/build", ctx, headers)
     assert b"Using cache" in out
-    assert berthd.json("POST", "/build/prune") == {"CachesDeleted": [], "SpaceReclaimed": 0}
+    pruned = berthd.json("POST", "/build/prune")
+    assert isinstance(pruned, dict) and isinstance(pruned["SpaceReclaimed"], int), pruned
     status, out = berthd.request("POST", "/build", ctx, headers)
     assert status == 200 and b"Using cache" not in out, out

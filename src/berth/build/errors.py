@@ -52,3 +52,12 @@ class ExpansionError(InvalidParameter):
 
 def _go_quote_simple(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class StepFailed(InvalidParameter):
+    """A RUN step that exited non-zero: its stream error carries the exit code, as dockerd's
+    `errorDetail: {"code": N, "message": ...}` (docker-py checks it)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code

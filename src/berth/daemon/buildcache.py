@@ -63,6 +63,18 @@ class BuildCache:
             c.execute("INSERT OR REPLACE INTO build_cache(key, image_id, created) VALUES (?,?,?)",
                       (key, image_id, time.time()))
 
+    def descends_from(self, image_id: str, ancestor: str) -> bool:
+        """Is `ancestor` the image itself or one it was built from, step by step? (dockerd's
+        `--cache-from` rule: a local step is reused only on the way to a named image.)"""
+        seen: set[str] = set()
+        cur: str | None = image_id
+        while cur and cur not in seen:
+            if cur == ancestor:
+                return True
+            seen.add(cur)
+            cur = self.images.parent(cur)
+        return False
+
     def prune(self) -> int:
         """Drop every record (`builder prune`); returns how many there were."""
         with self.db.tx() as c:

@@ -11,18 +11,21 @@ taken from the cache (`buildcache`). Progress is docker's legacy JSON stream.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
 import posixpath
+import re
 import shutil
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from berth.api.routes.build import BuildOptions
 from berth.build import instructions as ins
-from berth.build.errors import DockerfileError, ExpansionError
+from berth.build.errors import DockerfileError, ExpansionError, StepFailed
 from berth.build.expand import expand_heredoc
 from berth.build.history import (
     DEFAULT_SHELL,
@@ -34,6 +37,7 @@ from berth.build.history import (
     resolve_cmdline,
     step_line,
 )
+from berth.build.mounts import Mount, MountError, parse_mount
 from berth.build.parse import parse_dockerfile
 from berth.build.stages import SCRATCH, ArgScope, BuildPlan, find_stage, plan, platform_args
 from berth.common import reference
@@ -45,7 +49,7 @@ from berth.runtime.logs import LogReader
 from berth.snapshots.overlay import LayerStore
 from berth.snapshots.tarapply import extract_archive, write_layer
 
-from . import buildfs
+from . import buildfetch, buildfs, buildmounts, buildsched
 from .buildcache import BuildCache, step_key
 from .containers import ContainerService
 from .model import now_rfc3339
@@ -54,6 +58,7 @@ Message = dict[str, Any]
 log = logging.getLogger("berth.builder")
 DOCKER_VERSION = "berth"
 PLATFORM = "linux/amd64"
+_IMAGE_LINE = re.compile(r" ---> [0-9a-f]{12}\n")
 
 
 class BuildError(BerthError):
@@ -90,12 +95,15 @@ class StageState:
 
 class Builder:
     def __init__(self, svc: ContainerService, images: ImageStore, layers: LayerStore, cache: BuildCache,
-                 tmp_dir: str) -> None:
+                 tmp_dir: str, cache_mounts: str = "") -> None:
         self.svc = svc
         self.images = images
         self.layers = layers
         self.cache = cache
         self.tmp_dir = tmp_dir
+        self.commit_lock = asyncio.Lock()
+        # RUN --mount=type=cache directories: they must outlive builds and restarts (not in tmp)
+        self.cache_mounts = cache_mounts or os.path.join(os.path.dirname(os.path.normpath(tmp_dir)), "build-mounts")
         os.makedirs(tmp_dir, exist_ok=True)
 
     async def build(self, opts: BuildOptions, body: AsyncIterator[bytes]) -> AsyncIterator[Message]:
@@ -105,7 +113,10 @@ class Builder:
             ctx = await self._receive_context(body, work)
             run = _Run(self, opts, ctx, work)
             async for msg in run.execute():
-                yield msg
+                if not opts.quiet:
+                    yield msg
+                elif "aux" in msg:  # -q: dockerd sends only the image ID, as a stream line
+                    yield _stream(msg["aux"]["ID"] + "\n")
         except BerthError:
             raise
         except Exception as e:  # a fault of berth's: end the stream with it rather than hang up
@@ -144,13 +155,31 @@ class Builder:
         return ctx
 
     def prune_cache(self) -> dict[str, Any]:
+        """`builder prune`: forget every cached step and empty the RUN cache mounts. The step
+        images stay: untagged ones are `image prune`'s, as with dockerd's legacy builder."""
         self.cache.prune()
-        return {"CachesDeleted": [], "SpaceReclaimed": 0}
+        deleted, reclaimed = [], 0
+        for name, size, _ in buildmounts.cache_usage(self.cache_mounts):
+            shutil.rmtree(os.path.join(self.cache_mounts, name), ignore_errors=True)
+            deleted.append(name)
+            reclaimed += size
+        return {"CachesDeleted": deleted, "SpaceReclaimed": reclaimed}
+
+    def cache_usage(self) -> list[dict[str, Any]]:
+        """`/system/df`'s BuildCache: the RUN cache mounts (what `builder prune` frees)."""
+        return [{"ID": name, "Parent": "", "Parents": [], "Type": "exec.cachemount",
+                 "Description": "cache mount of RUN --mount=type=cache", "InUse": False, "Shared": False,
+                 "Size": size, "CreatedAt": _rfc3339(used), "LastUsedAt": _rfc3339(used), "UsageCount": 1}
+                for name, size, used in buildmounts.cache_usage(self.cache_mounts)]
 
     def view(self, image: Image | None) -> buildfs.TreeView | None:
         if image is None:
             return None
         return buildfs.TreeView([self.layers.diff_dir(c) for c in reversed(image.chains)])
+
+
+def _rfc3339(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def _stream(text: str) -> Message:
@@ -166,8 +195,16 @@ class _Run:
         self.ctx = ctx
         self.work = work
         self.results: dict[int, StageState] = {}
-        self.step = 0
         self.total = 0
+        # --cache-from: only steps on the way to these images may be reused (none found: no cache)
+        self.cache_sources: list[str] | None = None
+        if opts.cache_from:
+            self.cache_sources = []
+            for ref in opts.cache_from:
+                try:
+                    self.cache_sources.append(b.images.get(ref).id)
+                except (NotFound, InvalidParameter):
+                    pass
 
     def out(self, text: str) -> Message:
         return _stream(text)
@@ -185,31 +222,34 @@ class _Run:
         bp = plan(dockerfile, self.opts.build_args, self.opts.target or None, platform_args(PLATFORM))
         needed = [dockerfile.stages[i] for i in bp.order]
         self.total = len(dockerfile.meta_args) + sum(1 + len(s.commands) for s in needed)
+        step = 0
         for meta in dockerfile.meta_args:
-            self.step += 1
-            yield self.out(step_line(self.step, self.total, meta))
-        state: StageState | None = None
+            step += 1
+            yield self.out(step_line(step, self.total, meta))
+        first_steps = {}
         for index in bp.order:
-            async for msg in self._stage(bp, index, dockerfile.escape):
-                yield msg
-            state = self.results[index]
-        assert state is not None
+            first_steps[index] = step + 1
+            step += 1 + len(dockerfile.stages[index].commands)
+        deps = {i: bp.nodes[i].deps for i in bp.order}
+        # Independent stages build at the same time (RUN containers are where the time goes).
+        async for msg in buildsched.ordered(
+                bp.order, deps, lambda i: self._stage(bp, i, dockerfile.escape, first_steps[i]),
+                limit=max(2, os.cpu_count() or 1)):
+            yield msg
+        state = self.results[bp.order[-1]]
         if state.image is None:
             raise BuildError("No image was generated. Is your Dockerfile empty?")
         image = state.image
         yield {"aux": {"ID": image.id}}
-        if self.opts.quiet:
-            return
         yield self.out(f"Successfully built {image.id[7:19]}\n")
         for t in self.opts.tags:
             self.b.images.tag(image.id, t)
             yield self.out(f"Successfully tagged {reference.familiar(reference.normalize(t))}\n")
 
     # --- stages ---------------------------------------------------------------------------------
-    async def _stage(self, bp: BuildPlan, index: int, escape: str) -> AsyncIterator[Message]:
+    async def _stage(self, bp: BuildPlan, index: int, escape: str, step: int) -> AsyncIterator[Message]:
         node = bp.nodes[index]
-        self.step += 1
-        yield self.out(step_line(self.step, self.total, node.stage.from_))
+        yield self.out(step_line(step, self.total, node.stage.from_))
         if node.base_stage is not None:
             base = self.results[node.base_stage]
             state = StageState(base.image, json.loads(json.dumps(base.config)), list(base.history),
@@ -223,19 +263,35 @@ class _Run:
                 raise BuildError(f"pull access denied for {node.base}: no such image in berth's store "
                                  "and no registry client yet (load or import it first)") from None
             state = self._state_of(img)
-        if state.image is not None:
+        triggers = [str(t) for t in state.config.get("OnBuild") or []]
+        if state.image is not None and not triggers:
             yield self.out(f" ---> {state.image.id[7:19]}\n")
         env = dict(e.split("=", 1) for e in (state.config.get("Env") or []) if "=" in e)
         scope = ArgScope(self.opts.build_args, bp.meta_args, env=env, escape=escape)
+        if triggers:
+            # The base image's ONBUILD triggers run first, as if written under this FROM; the
+            # new image does not inherit them.
+            state.config["OnBuild"] = None
+            yield self.out(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
+            for trigger in triggers:
+                instr = _parse_trigger(trigger, escape)
+                try:
+                    async for msg in self._dispatch(bp, state, scope, instr):
+                        if not _IMAGE_LINE.fullmatch(msg.get("stream", "")):  # dockerd: one at the end
+                            yield msg
+                except ExpansionError as e:
+                    raise BuildError(f"ONBUILD {trigger}: {e}") from None
+            assert state.image is not None
+            yield self.out(f" ---> {state.image.id[7:19]}\n")
         for instr in node.stage.commands:
-            self.step += 1
-            yield self.out(step_line(self.step, self.total, instr))
+            step += 1
+            yield self.out(step_line(step, self.total, instr))
             try:
                 async for msg in self._dispatch(bp, state, scope, instr):
                     yield msg
             except ExpansionError as e:
                 raise DockerfileError(str(e), instr.line, 1, instr.end_line) from None
-        if index == bp.target and self.opts.labels and state.image is not None:
+        if index == bp.target and self.opts.labels:  # dockerd commits them even on bare scratch
             labels = ins.Label("LABEL", 0, 0, tuple(ins.KeyValue(k, v) for k, v in sorted(self.opts.labels.items())))
             state.config["Labels"] = {**(state.config.get("Labels") or {}), **self.opts.labels}
             async for msg in self._meta(state, labels, nop(state.shell, nop_comment(labels)), quiet=True):
@@ -251,7 +307,7 @@ class _Run:
     async def _dispatch(self, bp: BuildPlan, state: StageState, scope: ArgScope,
                         instr: ins.Instruction) -> AsyncIterator[Message]:
         if isinstance(instr, ins.Run):
-            async for msg in self._run(state, scope, instr):
+            async for msg in self._run(bp, state, scope, instr):
                 yield msg
             return
         if isinstance(instr, ins.CopyBase):
@@ -334,7 +390,8 @@ class _Run:
             if not quiet:
                 cid = new_id()[:12]
                 yield self.out(f" ---> Running in {cid}\n")
-                yield self.out(f"Removing intermediate container {cid}\n")
+                if self.opts.rm or self.opts.forcerm:
+                    yield self.out(f"Removing intermediate container {cid}\n")
             await self._commit(state, created_by, None, key)
         if not quiet:
             assert state.image is not None
@@ -345,6 +402,9 @@ class _Run:
             return False
         image_id = self.b.cache.get(key)
         if image_id is None:
+            return False
+        if self.cache_sources is not None and not any(
+                self.b.cache.descends_from(src, image_id) for src in self.cache_sources):
             return False
         img = self.b.images.get(image_id)
         new = self._state_of(img)
@@ -372,10 +432,13 @@ class _Run:
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }
         data = json.dumps(image_config).encode()
-        img, _ = await asyncio.to_thread(self.b.images.add, data, layers, [])
+        async with self.b.commit_lock:  # parallel stages may add the same new layer at once
+            img, _ = await asyncio.to_thread(self.b.images.add, data, layers, [])
         if layer is not None:
             os.unlink(layer[0])
         self.b.cache.put(key, img.id)
+        if state.image is not None:
+            self.b.images.set_parent(img.id, state.image.id)
         cmd_set = state.cmd_set
         state.__dict__.update(self._state_of(img).__dict__)
         state.cmd_set = cmd_set
@@ -419,6 +482,19 @@ class _Run:
         return path, diff_id
 
     # --- COPY / ADD -----------------------------------------------------------------------------
+    def _source_view(self, bp: BuildPlan, ref: str, kind: str) -> buildfs.TreeView:
+        """The files of a stage (built before this one: it is a dependency) or of an image."""
+        index = find_stage(bp.nodes, ref)
+        if index >= 0 and index in self.results:
+            src_img = self.results[index].image
+        else:
+            try:
+                src_img = self.b.images.get(ref)
+            except NotFound:
+                raise BuildError(f"{kind} failed: no stage or image named {ref}") from None
+        view = self.b.view(src_img)
+        return view if view is not None else buildfs.TreeView([])
+
     async def _copy(self, bp: BuildPlan, state: StageState, scope: ArgScope,
                     instr: ins.CopyBase) -> AsyncIterator[Message]:
         kind = "ADD" if isinstance(instr, ins.Add) else "COPY"
@@ -428,28 +504,34 @@ class _Run:
         what = "build context or excluded by .dockerignore"
         from_ = expanded.from_ if isinstance(expanded, ins.Copy) else ""
         if from_:
-            index = find_stage(bp.nodes, from_)
-            if index >= 0 and index in self.results:
-                src_img = self.results[index].image
-            else:
-                try:
-                    src_img = self.b.images.get(from_)
-                except NotFound:
-                    raise BuildError(f"{kind} failed: no stage or image named {from_}") from None
-            view = self.b.view(src_img)
-            source_view = view if view is not None else buildfs.TreeView([])
+            source_view = self._source_view(bp, from_, kind)
             what = "the image or stage " + from_
+        sources: list[tuple[buildfs.TreeView, str]] = []
+        is_add = isinstance(expanded, ins.Add)
         for src in expanded.sources:
-            if isinstance(expanded, ins.Add) and (src.startswith(("http://", "https://")) or src.startswith("git@")):
-                raise BuildError(f"ADD failed: fetching {src} is not supported by berth's builder yet "
-                                 "(it has no network access); download it into the context and ADD it from there")
+            if is_add and buildfetch.is_url(src):
+                where = os.path.join(self.work, "url-" + os.urandom(6).hex())
+                checksum = expanded.checksum if isinstance(expanded, ins.Add) else ""
+                try:
+                    name = await asyncio.to_thread(buildfetch.fetch, src, where, checksum)
+                except buildfs.CopyError as e:
+                    raise BuildError(e.message) from None
+                sources.append((buildfs.TreeView([where]), name))
+            elif is_add and (src.startswith("git@") or src.endswith(".git")):
+                raise BuildError(f"ADD failed: git sources ({src}) are not supported by berth's builder")
+            else:
+                sources.append((source_view, src))
+        any_url = any(buildfetch.is_url(src) for src in expanded.sources)
+        if isinstance(expanded, ins.Add) and expanded.checksum and not any_url:
+            raise BuildError("checksum can't be specified for non-HTTP(S) sources")
         contents = [(c.path, (expand_heredoc(c.data, scope.expansion_env()) if c.expand else c.data)
                      .encode("utf-8", "surrogateescape")) for c in expanded.contents]
         image_view = self.b.view(state.image)
-        unpack = isinstance(expanded, ins.Add) and expanded.unpack is not False and not from_
+        # Downloaded files are never unpacked (dockerd's rule), local archives are.
+        unpack = isinstance(expanded, ins.Add) and expanded.unpack is not False and not from_ and not any_url
 
         def prepare() -> tuple[buildfs.CopyPlan, str]:
-            cplan = buildfs.plan_copy([(source_view, s) for s in expanded.sources], contents, expanded.dest,
+            cplan = buildfs.plan_copy(sources, contents, expanded.dest,
                                       state.workdir, image_view, what, unpack)
             cplan.uid, cplan.gid = buildfs.resolve_chown(expanded.chown, image_view) if expanded.chown else (0, 0)
             buildfs.apply_chmod(cplan, expanded.chmod)
@@ -471,23 +553,44 @@ class _Run:
         yield self.out(f" ---> {state.image.id[7:19]}\n")
 
     # --- RUN ------------------------------------------------------------------------------------
-    async def _run(self, state: StageState, scope: ArgScope, instr: ins.Run) -> AsyncIterator[Message]:
+    async def _run(self, bp: BuildPlan, state: StageState, scope: ArgScope,
+                   instr: ins.Run) -> AsyncIterator[Message]:
         if state.image is None:
             raise BuildError("RUN needs a base image: this stage is FROM scratch with nothing to run")
         shell = state.shell
         argv = _run_argv(instr, shell)
         created_by = created_by_run(argv, scope.history_args())
-        key = step_key(state.id, "run", created_by)
+        if instr.security == "insecure":
+            raise BuildError("RUN --security=insecure is not allowed by berth's builder")
+        try:
+            mounts = [_rooted(parse_mount(spec, scope.expand), state.workdir) for spec in instr.mount_specs]
+        except MountError as e:
+            raise DockerfileError(str(e), instr.line, 1, instr.end_line) from None
+        try:
+            planned, mount_identity = await asyncio.to_thread(
+                buildmounts.plan, mounts, buildfs.TreeView([self.ctx]), lambda ref: self._source_view(bp, ref, "RUN"))
+        except buildfs.CopyError as e:
+            raise BuildError(e.message) from None
+        extra = json.dumps([mount_identity, instr.network]) if mounts or instr.network else ""
+        key = step_key(state.id, "run", created_by, extra)
         if await self._cached(state, key):
             yield self.out(" ---> Using cache\n")
             yield self.out(f" ---> {state.image.id[7:19]}\n")
             return
         env = [f"{k}={v}" for k, v in scope.run_env().items()]
         host_config: dict[str, Any] = {}
-        if self.opts.network_mode and self.opts.network_mode != "default":
-            host_config["NetworkMode"] = self.opts.network_mode
+        network = {"default": "", "sandbox": ""}.get(instr.network, instr.network) or self.opts.network_mode
+        if network and network != "default":
+            host_config["NetworkMode"] = network
         if self.opts.extra_hosts:
             host_config["ExtraHosts"] = list(self.opts.extra_hosts)
+        # Mount points the image lacks are the runtime's, not the step's: keep them out of the layer.
+        image_view = self.b.view(state.image)
+        hidden = [p.mount.target for p in planned
+                  if image_view is None or image_view.lookup(p.mount.target.lstrip("/"))[1] is None]
+        if planned:
+            host_config["Mounts"] = await asyncio.to_thread(buildmounts.host_mounts, planned, self.work,
+                                                            self.b.cache_mounts)
         body = {"Image": state.image.id, "Entrypoint": argv, "Env": env, "WorkingDir": state.workdir,
                 "User": state.config.get("User") or "", "HostConfig": host_config,
                 "Labels": {}, "Volumes": {}}
@@ -500,13 +603,19 @@ class _Run:
             waiter = self.b.svc.wait(c, "next-exit")
             await self.b.svc.start(cid)
             async for rec in LogReader(self.b.svc.log_path(c)).follow(0, c.exited):
-                yield self.out(rec.data.decode("utf-8", "replace"))
+                text = rec.data.decode("utf-8", "replace")
+                # dockerd's legacy builder shows stderr in red (docker-py's tests check it)
+                yield self.out(f"\x1b[91m{text}\x1b[0m" if rec.stream == "stderr" else text)
             code = await waiter
             if code != 0:
-                raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: {code}")
-            layer = await asyncio.to_thread(self._container_layer, cid, c.top_chain)
+                raise StepFailed(f"The command '{' '.join(argv)}' returned a non-zero code: {code}", code)
+            layer = await asyncio.to_thread(self._container_layer, cid, c.top_chain, hidden)
             await self._commit(state, created_by, layer, key)
             failed = False
+        except asyncio.CancelledError:
+            # Another stage failed (or the client went away): stop this step's container too.
+            await asyncio.shield(self.b.svc.remove(cid, force=True))
+            raise
         finally:
             removed = False
             if self.opts.forcerm or (self.opts.rm and not failed):
@@ -519,11 +628,33 @@ class _Run:
             yield self.out(f"Removing intermediate container {cid[:12]}\n")
         yield self.out(f" ---> {state.image.id[7:19]}\n")
 
-    def _container_layer(self, cid: str, top_chain: str | None) -> tuple[str, str] | None:
-        if not self.b.layers.changes(cid, top_chain, ETC_MOUNT_POINTS):
+    def _container_layer(self, cid: str, top_chain: str | None, hidden: list[str]) -> tuple[str, str] | None:
+        points = [*ETC_MOUNT_POINTS, *hidden]
+        if not self.b.layers.changes(cid, top_chain, points):
             return None
-        exclude = [p.lstrip("/") for p in ETC_MOUNT_POINTS]
+        exclude = [p.lstrip("/") for p in points]
         return self._write(lambda f: write_layer(self.b.layers.upper_dir(cid), f, exclude))
+
+
+def _rooted(m: Mount, workdir: str) -> Mount:
+    """A mount's target relative to the working directory, as BuildKit takes it."""
+    return dataclasses.replace(m, target=posixpath.normpath(posixpath.join(workdir, m.target)))
+
+
+def _parse_trigger(trigger: str, escape: str) -> ins.Instruction:
+    """An ONBUILD trigger as the instruction it holds."""
+    directive = f"# escape={escape}\n" if escape != "\\" else ""
+    try:
+        parsed = parse_dockerfile(f"{directive}FROM scratch\n{trigger}\n".encode("utf-8", "surrogateescape"))
+    except DockerfileError as e:
+        raise BuildError(f"ONBUILD {trigger}: {e.reason}") from None
+    commands = parsed.stages[0].commands if parsed.stages else []
+    if len(commands) != 1:
+        raise BuildError(f"ONBUILD trigger is not one instruction: {trigger}")
+    instr = commands[0]
+    if isinstance(instr, (ins.Onbuild, ins.Maintainer)):
+        raise BuildError(f"{instr.name.upper()} isn't allowed as an ONBUILD trigger")
+    return instr
 
 
 def _run_argv(instr: ins.Run, shell: list[str]) -> list[str]:

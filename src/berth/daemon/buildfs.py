@@ -148,15 +148,26 @@ def apply_dockerignore(ctx: str, dockerfile: str) -> None:
     """Delete what `.dockerignore` (or `<Dockerfile>.dockerignore`) excludes from the extracted
     context, so an ignored file can neither be copied nor change a cache key."""
     patterns: list[str] | None = None
-    for name in candidates(dockerfile):
+    ignore_file = ""
+    for ignore_file in candidates(dockerfile):
         try:
-            with open(os.path.join(ctx, name), "rb") as f:
+            with open(os.path.join(ctx, ignore_file), "rb") as f:
                 patterns = read_patterns(f.read())
             break
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             continue
     if not patterns:
         return
+    # The client sends the Dockerfile and the ignore file even when they are excluded; dockerd
+    # reads them, then drops them from the context, so `COPY . /` never copies them.
+    own = PatternMatcher(patterns)
+    for name in (ignore_file, dockerfile):
+        rel = posixpath.normpath("/" + name).lstrip("/")
+        if own.matches(rel):
+            try:
+                os.unlink(os.path.join(ctx, rel))
+            except OSError:
+                pass
     matcher = PatternMatcher(keep_build_files(patterns, dockerfile))
     for top, dirs, files in os.walk(ctx, topdown=True):
         rel_top = os.path.relpath(top, ctx)
@@ -496,3 +507,25 @@ def find_dockerfile(ctx: str, name: str) -> bytes:
             return f.read()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise NotFound(f"Cannot locate specified Dockerfile: {name}") from None
+
+
+def materialize(view: TreeView, rel: str, dest: str) -> None:
+    """Copy `rel` of a view (a directory tree or one file) to the host path `dest`, for a RUN's
+    bind mount of a stage, an image or a writable copy of the context."""
+    entries: list[Entry] = []
+    _walk(view, view.resolve(rel), "", entries)
+    for e in entries:
+        path = os.path.join(dest, e.dest) if e.dest else dest
+        if e.kind == "dir":
+            os.makedirs(path, exist_ok=True)
+        elif e.kind == "link":
+            os.symlink(e.link, path)
+        else:
+            with open(e.src, "rb") as src, open(path, "wb") as out:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+    for e in reversed(entries):  # directories after what went into them
+        if e.kind != "link":
+            path = os.path.join(dest, e.dest) if e.dest else dest
+            os.chmod(path, e.mode)
+            os.utime(path, (e.mtime, e.mtime))

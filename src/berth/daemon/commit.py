@@ -143,6 +143,7 @@ class CommitAPI:
         if comment:
             image_config["comment"] = comment
         img, _ = self.images.add(json.dumps(image_config).encode(), layers, [name] if name else [])
+        self.images.set_parent(img.id, parent.id)
         return img.id
 
     def _blob_opener(self, chain: str) -> Callable[[], BinaryIO]:

@@ -58,11 +58,13 @@ class ImageAPI:
             tags = self._familiar_tags(img)
             if not self._matches(img, tags, filters):
                 continue
+            if not all_ and not img.tags and self.store.children(img.id):
+                continue  # a build's intermediate step: shown by `images -a` only, as dockerd
             if filters.get("reference"):
                 tags = _matching_tags(tags, filters["reference"])  # as dockerd: only the matching tags
             cfg = img.config.get("config") or {}
             out.append({
-                "Id": img.id, "ParentId": "", "RepoTags": tags or ["<none>:<none>"],
+                "Id": img.id, "ParentId": self.store.parent(img.id), "RepoTags": tags or ["<none>:<none>"],
                 "RepoDigests": self._digests(img) or (["<none>@<none>"] if not tags else []),
                 "Created": int(rfc3339_to_unix(img.created)), "Size": img.size, "SharedSize": -1,
                 "VirtualSize": img.size, "Labels": cfg.get("Labels") or {}, "Containers": -1,
@@ -102,7 +104,7 @@ class ImageAPI:
                              **({"LowerDir": ":".join(lowers[1:])} if len(lowers) > 1 else {})}
         return {
             "Id": img.id, "RepoTags": self._familiar_tags(img), "RepoDigests": self._digests(img),
-            "Parent": "", "Comment": _comment(cfg), "Created": img.created,
+            "Parent": self.store.parent(img.id), "Comment": _comment(cfg), "Created": img.created,
             "Container": cfg.get("container", ""), "ContainerConfig": cfg.get("container_config") or {},
             "DockerVersion": cfg.get("docker_version", ""), "Author": cfg.get("author", ""),
             "Config": cfg.get("config") or {}, "Architecture": cfg.get("architecture", ""),
@@ -133,8 +135,18 @@ class ImageAPI:
             out = [{"Id": "<missing>", "Created": int(rfc3339_to_unix(img.created)), "CreatedBy": "",
                     "Tags": None, "Size": img.size, "Comment": ""}]
         out.reverse()
-        out[0]["Id"] = img.id
-        out[0]["Tags"] = self._familiar_tags(img) or None
+        # As dockerd: entries from the top take the IDs of the image and its Parent chain.
+        cur: Image | None = img
+        for entry in out:
+            if cur is None:
+                break
+            entry["Id"] = cur.id
+            entry["Tags"] = self._familiar_tags(cur) or None
+            parent = self.store.parent(cur.id)
+            try:
+                cur = self.store.get(parent) if parent else None
+            except NotFound:
+                cur = None
         return out
 
     # --- tag / rmi -------------------------------------------------------------------------
@@ -160,8 +172,8 @@ class ImageAPI:
         deleted: list[dict[str, str]] = []
         reclaimed = 0
         for img in self.store.all():
-            if dangling_only and img.tags:
-                continue
+            if dangling_only and (img.tags or self.store.children(img.id)):
+                continue  # dangling = untagged heads; deleting one takes its unused parents along
             if self.store.usage.users(img.id):
                 continue
             if filters.get("label") and not self._matches(img, [], {"label": filters["label"]}):

@@ -147,15 +147,15 @@ async def run(args: argparse.Namespace) -> None:
                                      os.path.join(data_root, "tmp"))
     image_b = ImageAPI(images, events, os.path.join(data_root, "tmp"), lambda: "1.45")
     image_b.distribution = distribution_b
+    builder = Builder(containers, images, layers, BuildCache(db, images), os.path.join(data_root, "tmp"))
+    system_b.build_cache_usage = builder.cache_usage
     router = build_router(f"berth/{__version__}", system_b, ContainerAPI(containers), image_b,
                           ExecService(containers, launcher=args.exec_launcher == "berth"), VolumeAPI(volumes, containers.mounts, events),
                           archive_b=ArchiveAPI(containers, os.path.join(data_root, "tmp")),
                           commit_b=CommitAPI(containers, images, os.path.join(data_root, "tmp")),
                           resources_b=ResourceAPI(containers), distribution_b=distribution_b,
                           networks_b=NetworkAPI(networks, containers),
-                          build_b=Builder(containers, images, layers,
-                                          BuildCache(db, images),
-                                          os.path.join(data_root, "tmp")))
+                          build_b=builder)
 
     if args.config_file:  # before serving: a reload may be requested as soon as we answer
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_config, args.config_file, system_b)

@@ -6,7 +6,7 @@ import os
 import platform
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from berth import __version__
@@ -51,6 +51,7 @@ class SystemAPI:
         self.runtimes = runtimes
         self.default_runtime = default_runtime
         self.started = time.time()
+        self.build_cache_usage: Callable[[], list[dict[str, Any]]] = list  # set by main to the builder's
 
     def version(self) -> dict[str, Any]:
         uname = os.uname()
@@ -119,5 +120,6 @@ class SystemAPI:
             "Images": [{"Id": i.id, "ParentId": "", "RepoTags": [], "RepoDigests": [], "Created": 0,
                         "Size": i.size, "SharedSize": -1, "VirtualSize": i.size, "Labels": {},
                         "Containers": len(self.containers.users(i.id))} for i in images],
-            "Containers": [], "Volumes": volume_usage(self.containers.mounts), "BuildCache": [],
+            "Containers": [], "Volumes": volume_usage(self.containers.mounts),
+            "BuildCache": self.build_cache_usage(),
         }

@@ -36,6 +36,11 @@ CREATE TABLE IF NOT EXISTS tags (
     image_id TEXT NOT NULL REFERENCES images(id)
 );
 CREATE INDEX IF NOT EXISTS tags_image ON tags(image_id);
+CREATE TABLE IF NOT EXISTS image_parents (
+    image_id TEXT PRIMARY KEY,      -- a build step's or commit's image
+    parent TEXT NOT NULL            -- the image it was made from (docker's Parent)
+);
+CREATE INDEX IF NOT EXISTS image_parents_parent ON image_parents(parent);
 CREATE TABLE IF NOT EXISTS layers (
     chain_id TEXT PRIMARY KEY,
     diff_id TEXT NOT NULL,
@@ -208,6 +213,19 @@ class ImageStore:
             raise NotFound(f"layer {chain_id} not found")
         return rows[0]["blob"], rows[0]["tar_size"]
 
+    # --- parents (docker's local Parent links: builds and commits) ---------------------------
+    def set_parent(self, image_id: str, parent: str) -> None:
+        with self.db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO image_parents(image_id, parent) VALUES (?,?)", (image_id, parent))
+
+    def parent(self, image_id: str) -> str:
+        rows = self.db.query("SELECT parent FROM image_parents WHERE image_id=?", (image_id,))
+        return str(rows[0]["parent"]) if rows else ""
+
+    def children(self, image_id: str) -> list[str]:
+        return [str(r["image_id"]) for r in
+                self.db.query("SELECT image_id FROM image_parents WHERE parent=?", (image_id,))]
+
     # --- tags -----------------------------------------------------------------------------
     def tag(self, image_id: str, ref: str) -> str | None:
         """Point `ref` at the image; returns the image it pointed at before, if any."""
@@ -288,13 +306,35 @@ class ImageStore:
             if t not in done:
                 records.append({"Untagged": reference.familiar(t)})
         records.append({"Deleted": img.id})
+        parent = self.parent(img.id)
         with self.db.tx() as c:
             c.execute("DELETE FROM tags WHERE image_id=?", (img.id,))
             c.execute("DELETE FROM images WHERE id=?", (img.id,))
+            c.execute("DELETE FROM image_parents WHERE image_id=?", (img.id,))
         self.content.delete(img.id)
         self._configs.pop(img.id, None)
+        if prune:
+            records += self._delete_unused_parents(parent)
         for chain in self.gc_layers():
             records.append({"Deleted": chain})
+        return records
+
+    def _delete_unused_parents(self, image_id: str) -> list[dict[str, str]]:
+        """dockerd's rmi also deletes the untagged images a deleted one was built on (a build's
+        intermediate steps) while nothing else needs them."""
+        records: list[dict[str, str]] = []
+        while image_id:
+            img = self._load(image_id)
+            if img is None or img.tags or self.children(image_id) or self.usage.users(image_id):
+                break
+            parent = self.parent(image_id)
+            with self.db.tx() as c:
+                c.execute("DELETE FROM images WHERE id=?", (image_id,))
+                c.execute("DELETE FROM image_parents WHERE image_id=?", (image_id,))
+            self.content.delete(image_id)
+            self._configs.pop(image_id, None)
+            records.append({"Deleted": image_id})
+            image_id = parent
         return records
 
     def gc_layers(self) -> list[str]:

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from berth.common.errors import InvalidParameter
+from berth.build.errors import StepFailed
+from berth.common.errors import BerthError, InvalidParameter
 
 from ..http.router import Router
 from ..http.server import Request, Response, StreamResponse, json_response
-from .images import _progress
+from ..http.streams import json_line
 
 
 @dataclass
@@ -54,16 +55,26 @@ def _json_param(req: Request, name: str, kind: type) -> Any:
     return value
 
 
-def _extra_hosts(raw: str | None) -> list[str]:
-    if not raw:
-        return []
-    try:
-        value = json.loads(raw)
-        if isinstance(value, list):
-            return [str(v) for v in value]
-    except ValueError:
-        pass
-    return [h for part in raw.split(",") for h in part.split() if h]
+def _extra_hosts(values: list[str]) -> list[str]:
+    """`extrahosts` comes repeated (docker CLI, docker-py), comma-separated or as a JSON list."""
+    out: list[str] = []
+    for raw in values:
+        try:
+            value = json.loads(raw)
+            if isinstance(value, list):
+                out += [str(v) for v in value]
+                continue
+        except ValueError:
+            pass
+        out += [h for part in raw.split(",") for h in part.split() if h]
+    return out
+
+
+def _first(req: Request, name: str) -> str:
+    """The first of a repeated parameter, as Go's FormValue: docker-py sends `dockerfile` twice
+    for a Dockerfile outside the context (its name, then its contents)."""
+    values = req.query.get(name) or []
+    return values[0] if values else ""
 
 
 def options(req: Request) -> BuildOptions:
@@ -72,7 +83,7 @@ def options(req: Request) -> BuildOptions:
     cache_from = _json_param(req, "cachefrom", list)
     return BuildOptions(
         tags=[t for t in req.query.get("t") or [] if t],
-        dockerfile=req.q("dockerfile") or "Dockerfile",
+        dockerfile=_first(req, "dockerfile") or "Dockerfile",
         build_args={str(k): (None if v is None else str(v)) for k, v in build_args.items()},
         target=req.q("target") or "",
         nocache=req.qbool("nocache"),
@@ -81,10 +92,36 @@ def options(req: Request) -> BuildOptions:
         labels={str(k): str(v) for k, v in labels.items()},
         cache_from=[str(c) for c in cache_from],
         network_mode=req.q("networkmode") or "",
-        extra_hosts=_extra_hosts(req.q("extrahosts")),
-        platform=req.q("platform") or "",
+        extra_hosts=_extra_hosts(req.query.get("extrahosts") or []),
+        platform=_check_platform(req.q("platform") or ""),
         quiet=req.qbool("q"),
     )
+
+
+async def _progress(stream: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """JSON lines; an error before the first line keeps its HTTP status, a later one ends the
+    stream as `errorDetail` (with the exit code of a failed RUN)."""
+    first = True
+    try:
+        async for msg in stream:
+            first = False
+            yield json_line(msg)
+    except BerthError as e:
+        if first:
+            raise
+        detail: dict[str, Any] = {"message": e.message}
+        if isinstance(e, StepFailed):
+            detail["code"] = e.code
+        yield json_line({"errorDetail": detail, "error": e.message})
+
+
+def _check_platform(platform: str) -> str:
+    """dockerd without experimental features builds for its own platform only."""
+    if platform:
+        os_, _, arch = platform.lower().partition("/")
+        if os_ != "linux" or arch.split("/")[0] not in ("", "amd64", "x86_64"):
+            raise InvalidParameter(f'"{platform}": unknown operating system or architecture: invalid argument')
+    return platform
 
 
 def register(r: Router, b: BuildBackend) -> None:
@@ -92,6 +129,8 @@ def register(r: Router, b: BuildBackend) -> None:
         if req.q("remote"):
             raise InvalidParameter("berth's builder takes the context in the request body; "
                                    "remote contexts (remote=...) are not supported")
+        if req.qbool("squash"):
+            raise InvalidParameter("squash is only supported with experimental mode")
         return StreamResponse(_progress(b.build(options(req), req.stream())))
 
     async def prune(req: Request) -> Response:

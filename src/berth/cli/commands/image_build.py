@@ -140,6 +140,8 @@ def _handle(msg: dict[str, Any], quiet: bool) -> str:
     aux = msg.get("aux")
     if isinstance(aux, dict) and aux.get("ID"):
         return str(aux["ID"])
+    if quiet and str(msg.get("stream", "")).startswith("sha256:"):
+        return str(msg["stream"]).strip()  # a quiet build's only line (dockerd's and berthd's)
     if not quiet and "stream" in msg:
         sys.stdout.write(str(msg["stream"]))
         sys.stdout.flush()
