@@ -12,12 +12,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from berth.build.errors import StepFailed
-from berth.common.errors import BerthError, InvalidParameter
+from berth.common.errors import InvalidParameter
 
 from ..http.router import Router
 from ..http.server import Request, Response, StreamResponse, json_response
-from ..http.streams import json_line
+from ..http.streams import json_progress
 
 
 @dataclass
@@ -98,23 +97,6 @@ def options(req: Request) -> BuildOptions:
     )
 
 
-async def _progress(stream: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    """JSON lines; an error before the first line keeps its HTTP status, a later one ends the
-    stream as `errorDetail` (with the exit code of a failed RUN)."""
-    first = True
-    try:
-        async for msg in stream:
-            first = False
-            yield json_line(msg)
-    except BerthError as e:
-        if first:
-            raise
-        detail: dict[str, Any] = {"message": e.message}
-        if isinstance(e, StepFailed):
-            detail["code"] = e.code
-        yield json_line({"errorDetail": detail, "error": e.message})
-
-
 def _check_platform(platform: str) -> str:
     """dockerd without experimental features builds for its own platform only."""
     if platform:
@@ -131,7 +113,7 @@ def register(r: Router, b: BuildBackend) -> None:
                                    "remote contexts (remote=...) are not supported")
         if req.qbool("squash"):
             raise InvalidParameter("squash is only supported with experimental mode")
-        return StreamResponse(_progress(b.build(options(req), req.stream())))
+        return StreamResponse(json_progress(b.build(options(req), req.stream())))
 
     async def prune(req: Request) -> Response:
         return json_response(b.prune_cache())

@@ -10,7 +10,7 @@ from berth.common.errors import InvalidParameter
 
 from ..http.router import Router
 from ..http.server import Request, Response, StreamResponse, json_response
-from .images import _progress
+from ..http.streams import json_progress
 
 Progress = AsyncIterator[dict[str, Any]]
 
@@ -22,7 +22,7 @@ class DistributionBackend(Protocol):
 
 def register(r: Router, b: DistributionBackend) -> None:
     async def push(req: Request) -> StreamResponse:
-        return StreamResponse(_progress(b.push(req.params["name"], req.q("tag") or "",
+        return StreamResponse(json_progress(b.push(req.params["name"], req.q("tag") or "",
                                                req.headers.get("x-registry-auth"))))
 
     async def auth(req: Request) -> Response:

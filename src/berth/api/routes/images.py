@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from berth.common.errors import BerthError, InvalidParameter
+from berth.common.errors import InvalidParameter
 
 from ..http.router import Router
 from ..http.server import Request, Response, StreamResponse, json_response
-from ..http.streams import json_line
+from ..http.streams import json_progress
 from .filters import check_keys, parse_filters
 
 Progress = AsyncIterator[dict[str, Any]]
@@ -27,20 +27,6 @@ class ImageBackend(Protocol):
                      changes: list[str], message: str) -> Progress: ...
     def pull(self, image: str, tag: str, platform: str, auth: str | None = None) -> Progress: ...
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]: ...
-
-
-async def _progress(stream: Progress, in_band: bool = False) -> AsyncIterator[bytes]:
-    """JSON-lines progress; an error after the 200 went out becomes an errorDetail line, as does
-    any error when `in_band` (dockerd answers a load of a bad archive with 200 and the error)."""
-    first = True
-    try:
-        async for msg in stream:
-            first = False
-            yield json_line(msg)
-    except BerthError as e:
-        if first and not in_band:
-            raise
-        yield json_line({"errorDetail": {"message": e.message}, "error": e.message})
 
 
 def register(r: Router, b: ImageBackend) -> None:
@@ -69,7 +55,7 @@ def register(r: Router, b: ImageBackend) -> None:
                                             not req.qbool("noprune")))
 
     async def load(req: Request) -> StreamResponse:
-        return StreamResponse(_progress(b.load(req.stream(), req.qbool("quiet")), in_band=True))
+        return StreamResponse(json_progress(b.load(req.stream(), req.qbool("quiet")), in_band=True))
 
     async def save_one(req: Request) -> StreamResponse:
         return StreamResponse(b.save([req.params["name"]]), content_type="application/x-tar")
@@ -92,7 +78,7 @@ def register(r: Router, b: ImageBackend) -> None:
                 raise InvalidParameter("either fromSrc or fromImage must be given")
             stream = b.pull(image, req.q("tag") or "", req.q("platform") or "",
                             req.headers.get("x-registry-auth"))
-        return StreamResponse(_progress(stream))
+        return StreamResponse(json_progress(stream))
 
     async def prune(req: Request) -> Response:
         return json_response(await b.prune(parse_filters(req.q("filters"))))
