@@ -43,6 +43,14 @@ def test_default_profile_on_amd64_matches_dockerd_shape() -> None:
     assert all("comment" not in r and "includes" not in r and "excludes" not in r for r in p["syscalls"])
 
 
+def test_x32_kept_only_where_the_kernel_runs_it() -> None:
+    if seccomp.host_arch() != "amd64":
+        pytest.skip("an x86-64 question")
+    on_host = seccomp.default_profile(DEFAULT)
+    assert ("SCMP_ARCH_X32" in on_host["architectures"]) == seccomp.host_has_x32()
+    assert on_host["architectures"][:2] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
+
+
 def test_cap_sys_admin_gates_rules() -> None:
     p = seccomp.convert(seccomp._default_json(), DEFAULT | {"CAP_SYS_ADMIN"}, arch="amd64", kernel=(6, 1))
     assert p is not None

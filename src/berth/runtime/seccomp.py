@@ -38,6 +38,8 @@ _NATIVE = {
     "mipsle": "SCMP_ARCH_MIPSEL",
 }  # fmt: skip
 
+_X32_SYSCALL_BIT, _X32_GETPID = 0x40000000, 39
+
 # Top-level fields that pass through to OCI unchanged when present.
 _PASSTHROUGH = ("defaultErrnoRet", "listenerPath", "listenerMetadata", "flags")
 
@@ -46,6 +48,18 @@ def host_arch() -> str:
     """This machine's architecture in Go's naming (`amd64`, `arm64`, ...)."""
     machine = platform.machine()
     return _GOARCH.get(machine, machine)
+
+
+@functools.cache
+def host_has_x32() -> bool:
+    """Whether this x86-64 kernel runs x32 syscalls (CONFIG_X86_X32_ABI): x32's getpid answers
+    ENOSYS where it does not. False off x86-64."""
+    if host_arch() != "amd64":
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return int(libc.syscall(_X32_SYSCALL_BIT | _X32_GETPID)) > 0
 
 
 @functools.cache
@@ -102,6 +116,7 @@ def convert(
             "both 'architectures' and 'archMap' are specified in the seccomp profile, "
             "use either 'architectures' or 'archMap'"
         )
+    on_host = arch is None
     arch = arch or host_arch()
     kernel = kernel or host_kernel()
 
@@ -112,6 +127,10 @@ def convert(
         if entry.get("architecture") == native:
             arches.append(entry["architecture"])
             arches.extend(entry.get("subArchitectures") or [])
+    if on_host and "SCMP_ARCH_X32" in arches and not host_has_x32():
+        # A kernel without the x32 ABI runs no x32 syscall at all, so its third of the filter
+        # would never match, while compiling it is 7 ms of every `runc create`.
+        arches.remove("SCMP_ARCH_X32")
     if arches:
         out["architectures"] = arches
     for key in _PASSTHROUGH:
