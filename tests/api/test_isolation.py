@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
 import uuid
 
 import pytest
@@ -69,3 +72,98 @@ def test_read_only_root_with_tmpfs(berthd: Daemon) -> None:
     out = docker(berthd, "run", "--rm", "--read-only", "--tmpfs", "/tmp", "busybox", "sh", "-c",
                  "touch /tmp/ok && echo tmp-ok; touch /root/x", check=False)
     assert out.stdout == "tmp-ok\n" and "Read-only file system" in out.stderr
+
+
+def _cpu_usage_ns(cid: str) -> int:
+    """The container cgroup's CPU time so far: cgroup v1's cpuacct, or v2's cpu.stat."""
+    v1 = f"/sys/fs/cgroup/cpuacct/berth/{cid}/cpuacct.usage"
+    if os.path.exists(v1):
+        with open(v1) as f:
+            return int(f.read())
+    with open(f"/sys/fs/cgroup/berth/{cid}/cpu.stat") as f:
+        usage = next(line for line in f if line.startswith("usage_usec"))
+    return int(usage.split()[1]) * 1000
+
+
+def test_cpus_holds_a_busy_loop_near_its_share(berthd: Daemon) -> None:
+    name = f"cpu-{uuid.uuid4().hex[:6]}"
+    try:
+        cid = docker(berthd, "run", "-d", "--name", name, "--cpus", "0.2", "busybox", "sh", "-c",
+                     "while :; do :; done").stdout.strip()
+        assert docker(berthd, "inspect", "-f", "{{.HostConfig.NanoCpus}}", name).stdout.strip() == "200000000"
+        time.sleep(0.2)
+        used0, t0 = _cpu_usage_ns(cid), time.monotonic()
+        time.sleep(1.5)
+        share = (_cpu_usage_ns(cid) - used0) / ((time.monotonic() - t0) * 1e9)
+        # CFS quota: 20 ms per 100 ms period; a loaded 2-core machine may give it less, never more
+        assert 0.05 < share < 0.3, share
+    finally:
+        docker(berthd, "rm", "-f", name, check=False)
+
+
+def test_init_is_pid_1_reaps_orphans_and_forwards_signals(berthd: Daemon) -> None:
+    name = f"init-{uuid.uuid4().hex[:6]}"
+    try:
+        # the subshell's sleep is orphaned to PID 1 (the exec'ed `sleep 30` would never reap it)
+        docker(berthd, "run", "-d", "--init", "--name", name, "busybox", "sh", "-c",
+               "(sleep 0.1 &); exec sleep 30")
+        time.sleep(0.6)
+        ps = docker(berthd, "exec", name, "ps", "-o", "pid,stat,comm").stdout
+        pid1 = next(line.split() for line in ps.splitlines() if line.split()[0] == "1")
+        assert pid1[-1] == "docker-init"
+        assert " Z " not in ps, ps
+        t0 = time.monotonic()
+        docker(berthd, "stop", name)  # SIGTERM reaches `sleep` through the init: no 10 s grace
+        assert time.monotonic() - t0 < 5
+        assert docker(berthd, "inspect", "-f", "{{.HostConfig.Init}} {{.State.ExitCode}}", name).stdout.split() == [
+            "true", "143"]
+    finally:
+        docker(berthd, "rm", "-f", name, check=False)
+
+
+def test_device_and_its_cgroup_permissions(berthd: Daemon) -> None:
+    # /dev/full (1:7) is outside docker's default device rules, so the flag's permissions rule
+    out = docker(berthd, "run", "--rm", "--device", "/dev/full:/dev/xfull:rwm", "busybox", "sh", "-c",
+                 "stat -c '%t:%T %F' /dev/xfull; echo hi > /dev/xfull", check=False)
+    assert out.stdout == "1:7 character special file\n" and "No space left on device" in out.stderr
+    # runc always allows the nodes it makes itself (/dev/full among them): /dev/kmsg it does not
+    wo = docker(berthd, "run", "--rm", "--device", "/dev/kmsg:/dev/xkmsg:w", "busybox", "sh", "-c",
+                "echo berth-device-test > /dev/xkmsg && echo wrote; cat /dev/xkmsg", check=False)
+    assert wo.stdout == "wrote\n" and "Operation not permitted" in wo.stderr
+    name = f"dev-{uuid.uuid4().hex[:6]}"
+    try:
+        docker(berthd, "create", "--name", name, "--device", "/dev/nosuch", "busybox", "true")
+        missing = docker(berthd, "start", name, check=False)
+        assert missing.returncode == 1
+        assert 'error gathering device information while adding custom device "/dev/nosuch"' in missing.stderr
+    finally:
+        docker(berthd, "rm", "-f", name, check=False)
+
+
+def test_namespaced_sysctls_only(berthd: Daemon) -> None:
+    out = docker(berthd, "run", "--rm", "--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "kernel.shmmni=1234",
+                 "busybox", "cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/shmmni")
+    assert out.stdout.split() == ["1", "1234"]
+    with open("/proc/sys/kernel/shmmni") as f:
+        assert f.read().strip() != "1234"  # the host's own stays as it was
+    refused = docker(berthd, "run", "--rm", "--sysctl", "vm.swappiness=1", "busybox", "true", check=False)
+    assert refused.returncode == 125 and "sysctl 'vm.swappiness=1' is not allowed" in refused.stderr
+    # through the API (the CLI checks first, as docker's): the runtime refuses it at start
+    status, body = berthd.request("POST", "/containers/create", {
+        "Image": "busybox", "Cmd": ["true"], "HostConfig": {"Sysctls": {"vm.swappiness": "1"}}})
+    cid = json.loads(body)["Id"]
+    try:
+        status, body = berthd.request("POST", f"/containers/{cid}/start")
+        assert status >= 400 and 'sysctl "vm.swappiness" is not in a separate kernel namespace' in json.loads(
+            body)["message"]
+    finally:
+        berthd.request("DELETE", f"/containers/{cid}?force=1")
+    name = f"sysctl-{uuid.uuid4().hex[:6]}"
+    try:
+        # create + start: a failed `run` leaves the CLI's attach for rm to wait out (5 s)
+        docker(berthd, "create", "--name", name, "--network", "host", "--sysctl", "net.ipv4.ip_forward=1",
+               "busybox", "true")
+        host = docker(berthd, "start", name, check=False)
+        assert host.returncode != 0 and "not allowed in the host network namespace" in host.stderr
+    finally:
+        docker(berthd, "rm", "-f", name, check=False)

@@ -257,3 +257,29 @@ def test_berth_cli_volume_commands_and_mount_flags(daemon_host: str, tmp_path: P
     finally:
         b.cleanup()
         b("volume", "rm", "-f", vol)
+
+
+def test_local_driver_bind_and_sized_tmpfs_mount_only_while_used(berthd: Daemon, vname: str,
+                                                                   tmp_path: Path) -> None:
+    from berth.runtime.mount import is_mounted
+
+    (tmp_path / "from-host").write_text("host\n")
+    bound, sized = f"{vname}-bind", f"{vname}-tmp"
+    docker(berthd, "volume", "create", "-o", "type=none", "-o", "o=bind", "-o", f"device={tmp_path}", bound)
+    docker(berthd, "volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=10m", sized)
+    data = {v: json.loads(docker(berthd, "volume", "inspect", v).stdout)[0]["Mountpoint"] for v in (bound, sized)}
+    assert not is_mounted(data[bound]) and not is_mounted(data[sized])
+    user = f"{vname}-user"
+    try:
+        docker(berthd, "run", "-d", "--name", user, "-v", f"{bound}:/b", "-v", f"{sized}:/t", "busybox", "sh", "-c",
+               "echo from-ctr > /b/from-ctr; sleep 60")
+        out = docker(berthd, "exec", user, "sh", "-c", "cat /b/from-host; df -k /t | tail -1")
+        host_line, df = out.stdout.splitlines()
+        assert host_line == "host" and "10240" in df.split()
+        assert is_mounted(data[bound]) and is_mounted(data[sized])
+    finally:
+        docker(berthd, "rm", "-f", user, check=False)
+    assert not is_mounted(data[bound]) and not is_mounted(data[sized])
+    assert (tmp_path / "from-ctr").read_text() == "from-ctr\n"
+    docker(berthd, "volume", "rm", bound, sized)
+    assert sorted(os.listdir(tmp_path)) == ["from-ctr", "from-host"]  # removing the volume keeps the host's files

@@ -127,3 +127,30 @@ def test_image_with_tag(ref: str, expected: str) -> None:
 )
 def test_start_error_status(message: str, status: int) -> None:
     assert start_error_status(message) == status
+
+
+def test_cpus_devices_sysctls_and_userns_flags() -> None:
+    opts = RunOptions(image="busybox", cpus="0.2", devices=["/dev/fuse", "/dev/null:/dev/xnull:rw", "/dev/sda:r"],
+                      sysctls=["net.ipv4.ip_forward=1", "kernel.shmmax=1"], userns="host")
+    hc = create_body(opts, {})["HostConfig"]
+    assert hc["NanoCpus"] == 200_000_000
+    assert hc["Devices"] == [
+        {"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"},
+        {"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull", "CgroupPermissions": "rw"},
+        {"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda", "CgroupPermissions": "r"},
+    ]
+    assert hc["Sysctls"] == {"net.ipv4.ip_forward": "1", "kernel.shmmax": "1"}
+    assert hc["UsernsMode"] == "host"
+
+
+@pytest.mark.parametrize(("opts", "message"), [
+    ({"cpus": "a"}, 'invalid argument "a" for "--cpus" flag: failed to parse a as a rational number'),
+    ({"devices": ["/dev/null:/x:rwx"]}, "invalid device mode: rwx"),
+    ({"devices": ["a:b:c:d"]}, "invalid device specification: a:b:c:d"),
+    ({"sysctls": ["vm.swappiness=1"]}, "sysctl 'vm.swappiness=1' is not allowed"),
+    ({"sysctls": ["net.ipv4.ip_forward"]}, "sysctl 'net.ipv4.ip_forward' is not allowed"),
+    ({"userns": "private"}, "--userns: invalid USER mode"),
+])
+def test_bad_resource_and_security_flags(opts: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(OptionError, match=message.replace("(", r"\(")):
+        create_body(RunOptions(image="busybox", **opts), {})

@@ -5,6 +5,7 @@ Pure (the environment and file contents are passed in), so the mapping is unit-t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,9 +43,22 @@ class RunOptions:
     restart: str | None = None
     privileged: bool = False
     init: bool = False
+    cpus: str | None = None
+    devices: list[str] = field(default_factory=list)
+    sysctls: list[str] = field(default_factory=list)
+    userns: str | None = None
     stop_signal: str | None = None
     stop_timeout: int | None = None
     attach_streams: list[str] = field(default_factory=list)
+    health_cmd: str | None = None
+    health_interval: str | None = None   # Go durations, as the flags take them
+    health_timeout: str | None = None
+    health_start_period: str | None = None
+    health_start_interval: str | None = None
+    health_retries: int = 0
+    no_healthcheck: bool = False
+    log_driver: str | None = None
+    log_opts: list[str] = field(default_factory=list)
 
 
 def parse_env(items: Sequence[str], environ: Mapping[str, str]) -> list[str]:
@@ -242,6 +256,115 @@ def parse_tmpfs(specs: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def parse_cpus(value: str) -> int:
+    """`--cpus 1.5` as NanoCpus."""
+    try:
+        cpus = float(value)
+    except ValueError:
+        raise OptionError(f'invalid argument "{value}" for "--cpus" flag: failed to parse {value} as a rational '
+                          "number") from None
+    return int(round(cpus * 10**9))
+
+
+def parse_device(spec: str) -> dict[str, str]:
+    """`--device SRC[:DST][:PERMS]`, as the docker CLI reads it."""
+    parts = spec.split(":")
+    src, dst, perms = parts[0], "", "rwm"
+    if len(parts) == 3:
+        dst, perms = parts[1], parts[2]
+    elif len(parts) == 2:
+        if _device_mode(parts[1]):
+            perms = parts[1]
+        else:
+            dst = parts[1]
+    elif len(parts) != 1 or not src:
+        raise OptionError(f"invalid device specification: {spec}")
+    if not _device_mode(perms):
+        raise OptionError(f"invalid device mode: {perms}")
+    return {"PathOnHost": src, "PathInContainer": dst or src, "CgroupPermissions": perms}
+
+
+def _device_mode(mode: str) -> bool:
+    return bool(mode) and len(mode) <= 3 and all(ch in "rwm" for ch in mode) and len(set(mode)) == len(mode)
+
+
+# docker's opts.ValidateSysctl: the IPC namespace's kernel.* keys, fs.mqueue.* and net.*
+_SYSCTL_KEYS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def parse_sysctls(items: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not (key in _SYSCTL_KEYS or key.startswith(("fs.mqueue.", "net."))):
+            raise OptionError(f'invalid argument "{item}" for "--sysctl" flag: sysctl \'{item}\' is not allowed')
+        out[key] = value
+    return out
+
+
+_DURATION_UNITS = {"ns": 1, "us": 1000, "µs": 1000, "μs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
+                   "h": 3600 * 10**9}
+_DURATION_PART = re.compile(r"(\d*\.?\d*)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(text: str, flag: str) -> int:
+    """Go's time.ParseDuration (`1s`, `500ms`, `1m30s`, `-2s`, `0`) in nanoseconds."""
+    bad = OptionError(f'invalid argument "{text}" for "{flag}" flag: time: invalid duration "{text}"')
+    body = text[1:] if text[:1] in "+-" else text
+    if body == "0":
+        return 0
+    total = 0.0
+    pos = 0
+    while pos < len(body):
+        m = _DURATION_PART.match(body, pos)
+        if not m or m.group(1) in ("", "."):
+            raise bad
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if not body:
+        raise bad
+    return -int(total) if text.startswith("-") else int(total)
+
+
+def healthcheck(opts: RunOptions) -> dict[str, Any] | None:
+    """The create body's Healthcheck for the --health-* flags, as the docker CLI builds it."""
+    durations = {key: parse_duration(value, flag) if value else 0 for key, value, flag in (
+        ("Interval", opts.health_interval, "--health-interval"),
+        ("Timeout", opts.health_timeout, "--health-timeout"),
+        ("StartPeriod", opts.health_start_period, "--health-start-period"),
+        ("StartInterval", opts.health_start_interval, "--health-start-interval"))}
+    wanted = bool(opts.health_cmd) or any(durations.values()) or opts.health_retries != 0
+    if opts.no_healthcheck:
+        if wanted:
+            raise OptionError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not wanted:
+        return None
+    for key, flag in (("Interval", "--health-interval"), ("Timeout", "--health-timeout"),
+                      ("StartPeriod", "--health-start-period"), ("StartInterval", "--health-start-interval")):
+        if durations[key] < 0:
+            raise OptionError(f"{flag} cannot be negative")
+    if opts.health_retries < 0:
+        raise OptionError("--health-retries cannot be negative")
+    test = ["CMD-SHELL", opts.health_cmd] if opts.health_cmd else None
+    fields = {"Test": test, **durations, "Retries": opts.health_retries}
+    return {k: v for k, v in fields.items() if v}  # the CLI's omitempty
+
+
+def log_config(opts: RunOptions) -> dict[str, Any] | None:
+    """HostConfig.LogConfig for --log-driver and --log-opt (`key=value`; a bare key is empty)."""
+    if not opts.log_driver and not opts.log_opts:
+        return None
+    config = {}
+    for item in opts.log_opts:
+        key, _, value = item.partition("=")
+        config[key] = value
+    if opts.log_driver == "none" and config:
+        raise OptionError("invalid logging opts for driver none")
+    return {"Type": opts.log_driver or "", "Config": config}
+
+
 def parse_restart(policy: str | None) -> dict[str, Any] | None:
     if not policy:
         return None
@@ -314,6 +437,22 @@ def create_body(opts: RunOptions, environ: Mapping[str, str]) -> dict[str, Any]:
         host_config["RestartPolicy"] = restart
     if opts.init:
         host_config["Init"] = True
+    if opts.cpus:
+        host_config["NanoCpus"] = parse_cpus(opts.cpus)
+    if opts.devices:
+        host_config["Devices"] = [parse_device(d) for d in opts.devices]
+    if opts.sysctls:
+        host_config["Sysctls"] = parse_sysctls(opts.sysctls)
+    if opts.userns is not None:
+        if opts.userns not in ("", "host"):
+            raise OptionError("--userns: invalid USER mode")
+        host_config["UsernsMode"] = opts.userns
+    health = healthcheck(opts)
+    if health is not None:
+        body["Healthcheck"] = health
+    logging = log_config(opts)
+    if logging is not None:
+        host_config["LogConfig"] = logging
     body["HostConfig"] = host_config
     return body
 

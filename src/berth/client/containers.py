@@ -92,6 +92,7 @@ class ContainersAPI:
         until: str | None = None,
         timestamps: bool = False,
         tail: str | None = None,
+        details: bool = False,
     ) -> http.client.HTTPResponse:
         params = {
             "stdout": stdout,
@@ -101,6 +102,7 @@ class ContainersAPI:
             "until": until,
             "timestamps": timestamps or None,
             "tail": tail,
+            "details": details or None,
         }
         return self.api.request("GET", f"/containers/{_q(id)}/logs", params=params, stream=True)
 

@@ -23,10 +23,11 @@ from typing import Any
 from berth.common.errors import InvalidParameter, NotFound
 from berth.runtime import mount as mounts
 from berth.runtime import rootpath, users
-from berth.snapshots.tarapply import extract_archive, write_path, write_tree
+from berth.snapshots.tarapply import IdMapper, extract_archive, write_path, write_tree
 
 from .containers import ContainerService
 from .model import Container
+from .remap import Remap
 from .streams import stream_from_thread
 
 _ROOT_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
@@ -57,14 +58,21 @@ async def container_root(svc: ContainerService, c: Container, live: bool = False
             c.busy.release()
             locked = False
         else:
+            remap = svc.remap if svc.remap is not None and svc.remap.applies(c.host_config) else None
             if not mounts.is_mounted(rootfs):
                 m = svc.layers.mount_spec(c.id, c.top_chain)
                 os.makedirs(rootfs, exist_ok=True)
-                mounts.mount(m.source, rootfs, m.type, m.options)
+                if remap is not None:  # as at its start: the owners its root sees, shifted
+                    remap.mount_rootfs(m, rootfs)
+                else:
+                    mounts.mount(m.source, rootfs, m.type, m.options)
                 mounted_here = True
             fd = os.open(rootfs, _ROOT_FLAGS)
             if mounted_here and live:
-                _bind_volumes(fd, c.mounts)
+                if remap is not None:  # a missing mount point is made as the remapped root
+                    remap.ns.as_root(lambda: _bind_volumes(fd, c.mounts))
+                else:
+                    _bind_volumes(fd, c.mounts)
         try:
             yield fd
         finally:
@@ -221,7 +229,8 @@ class ArchiveAPI:
                 info, pfd, base = self._stat(root_fd, c, path)
                 try:
                     arcname = info["name"]
-                    async for chunk in stream_from_thread(lambda out: write_path(pfd, base, arcname, out)):
+                    id_map = self._shown_ids(c)
+                    async for chunk in stream_from_thread(lambda out: write_path(pfd, base, arcname, out, id_map)):
                         yield chunk
                 finally:
                     os.close(pfd)
@@ -252,7 +261,12 @@ class ArchiveAPI:
                     if copy_uid_gid:
                         uid, gid, _ = users.resolve_user(self.svc.rootfs(c), c.config.get("User") or "")
                         owner = (uid, gid)
-                    await asyncio.to_thread(self._extract, spool, dest, no_overwrite_dir_non_dir, owner)
+                    remap = self._remap_of(c)
+                    if remap is None:
+                        await asyncio.to_thread(self._extract, spool, dest, no_overwrite_dir_non_dir, owner)
+                    else:  # through the idmapped layers, as the remapped root, owners shifted
+                        await asyncio.to_thread(remap.ns.as_root, lambda: self._extract(
+                            spool, dest, no_overwrite_dir_non_dir, owner, remap.idmap.to_host))
                 finally:
                     os.close(dest)
         finally:
@@ -263,17 +277,30 @@ class ArchiveAPI:
         self.svc._event(c, "extract-to-dir")
 
     @staticmethod
-    def _extract(spool: str, dest: int, no_overwrite: bool, owner: tuple[int, int] | None) -> None:
+    def _extract(spool: str, dest: int, no_overwrite: bool, owner: tuple[int, int] | None,
+                 id_map: IdMapper | None = None) -> None:
         with open(spool, "rb") as f:
-            extract_archive(f, dest, no_overwrite, owner)
+            extract_archive(f, dest, no_overwrite, owner, id_map)
+
+    def _remap_of(self, c: Container) -> Remap | None:
+        """The remapping the container's root is mounted with (by its start or `container_root`):
+        owners are shifted back and forth between the archive and its files."""
+        remap = self.svc.remap
+        return remap if remap is not None and remap.applies(c.host_config) else None
+
+    def _shown_ids(self, c: Container) -> IdMapper | None:
+        remap = self._remap_of(c)
+        return remap.idmap.to_container if remap is not None else None
 
     def export(self, ref: str) -> AsyncIterator[bytes]:
         c = self.svc.get(ref)
 
         async def body() -> AsyncIterator[bytes]:
             async with container_root(self.svc, c) as root_fd:
+                id_map = self._shown_ids(c)
+
                 def produce(out: Any) -> None:
-                    write_tree(root_fd, out)
+                    write_tree(root_fd, out, id_map=id_map)
 
                 async for chunk in stream_from_thread(produce):
                     yield chunk

@@ -6,8 +6,9 @@ import os
 from typing import Any
 
 from berth.common.errors import InvalidParameter
-from berth.runtime import etcfiles, spec, users
+from berth.runtime import etcfiles, logrotate, spec, users
 
+from .health import merge_healthcheck
 from .model import Container
 
 _HOST_CONFIG_DEFAULTS: dict[str, Any] = {
@@ -82,7 +83,9 @@ def _log_config(lc: Any) -> dict[str, Any]:
     opts = lc.get("Config") or {}
     if not isinstance(opts, dict):
         raise InvalidParameter("LogConfig.Config must be an object")
-    return {"Type": typ, "Config": {str(k): str(v) for k, v in opts.items()}}
+    opts = {str(k): str(v) for k, v in opts.items()}
+    logrotate.check_log_opts(typ, opts)
+    return {"Type": typ, "Config": opts}
 
 
 def networks_for(hc: dict[str, Any]) -> dict[str, Any]:
@@ -153,7 +156,7 @@ def merge_config(image_cfg: dict[str, Any], body: dict[str, Any], cid: str) -> d
         cfg["StopSignal"] = stop_signal
     if body.get("StopTimeout") is not None:
         cfg["StopTimeout"] = body["StopTimeout"]
-    health = body.get("Healthcheck") or image_cfg.get("Healthcheck")
+    health = merge_healthcheck(image_cfg.get("Healthcheck"), body.get("Healthcheck"))
     if health:
         cfg["Healthcheck"] = health
     return cfg
@@ -246,7 +249,11 @@ def build_bundle(c: Container, cdir: str, rootfs: str,
         ulimits=list(hc.get("Ulimits") or []),
         oom_score_adj=hc.get("OomScoreAdj") or 0,
         shm_size=hc.get("ShmSize") or None,
+        init=bool(hc.get("Init")),
+        init_path=spec.init_binary() if hc.get("Init") else "",
     )
+    kwargs["devices"], kwargs["device_cgroup_rules"] = spec.custom_devices(list(hc.get("Devices") or []),
+                                                                           list(hc.get("DeviceCgroupRules") or []))
     kwargs.update(_security_options(hc.get("SecurityOpt") or []))
     return spec.build_spec(spec.SpecOptions(**kwargs))
 

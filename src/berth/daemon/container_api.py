@@ -14,10 +14,13 @@ from berth.api.http.streams import frame
 from berth.api.routes.containers import AttachOptions, LogOptions, Output
 from berth.common.errors import Conflict, InvalidParameter, NotFound, NotImplementedYet
 from berth.runtime.etcfiles import MOUNT_POINTS as ETC_MOUNT_POINTS
+from berth.runtime.logrotate import details_prefix, extra_attributes
 from berth.runtime.logs import LogReader, LogRecord, docker_timestamp
 
 from .containers import ContainerService
 from .detach import EscapeProxy, parse_keys
+from .health import STATUSES as HEALTH_STATUSES
+from .health import status_word as health_status
 from .model import Container
 
 _STREAM = {"stdout": 1, "stderr": 2}
@@ -82,6 +85,8 @@ class ContainerAPI:
             raise Conflict(f"Container {c.id} is already paused")
         await self.svc.runtimes[c.runtime].pause(c.id)
         c.state.update(Paused=True, Status="paused")
+        for w in self.svc.watchers:  # no probes while paused (dockerd: unhealthy meanwhile)
+            w.stopped(c)
         self.svc._save(c)
         self.svc._event(c, "pause")
 
@@ -91,6 +96,8 @@ class ContainerAPI:
             raise Conflict(f"Container {c.id} is not paused")
         await self.svc.runtimes[c.runtime].resume(c.id)
         c.state.update(Paused=False, Status="running")
+        for w in self.svc.watchers:
+            w.started(c, resumed=True)
         self.svc._save(c)
         self.svc._event(c, "unpause")
 
@@ -106,6 +113,9 @@ class ContainerAPI:
 
     # --- ps --------------------------------------------------------------------------------
     def ps(self, all_: bool, limit: int, size: bool, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+        for h in filters.get("health", []):
+            if h not in HEALTH_STATUSES:
+                raise InvalidParameter(f"Unrecognised filter value for health: {h}")
         cs = sorted(self.svc.all(), key=lambda c: c.created, reverse=True)
         if not all_ and limit <= 0 and not filters.get("status") and not filters.get("exited"):
             cs = [c for c in cs if c.running]
@@ -137,6 +147,8 @@ class ContainerAPI:
                     raise InvalidParameter(f"Invalid filter 'status={s}'")
             if c.state["Status"] not in f["status"]:
                 return False
+        if f.get("health") and health_status(c) not in f["health"]:
+            return False
         if f.get("id") and not any(c.id.startswith(v) for v in f["id"]):
             return False
         if f.get("name") and not any(_name_match(c.name, v) for v in f["name"]):
@@ -178,8 +190,14 @@ class ContainerAPI:
         records, offset, reader = self._records(c, opts)
         streams = tuple(s for s, on in (("stdout", opts.stdout), ("stderr", opts.stderr)) if on)
 
+        details = b""
+        if opts.details:
+            lc = c.host_config.get("LogConfig") or {}
+            attrs = extra_attributes(lc.get("Config") or {}, c.config.get("Labels") or {}, c.config.get("Env") or [])
+            details = details_prefix(attrs)
+
         def shape(r: LogRecord) -> tuple[int, bytes]:
-            data = r.data
+            data = details + r.data
             if opts.timestamps:
                 data = docker_timestamp(r.timestamp).encode() + b" " + data
             return _STREAM.get(r.stream, 1), data

@@ -15,7 +15,7 @@ import shutil
 import signal as signals
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from berth.common import reference
 from berth.common.db import Database
@@ -30,9 +30,12 @@ from berth.volumes.local import LocalDriver
 
 from . import configs
 from .events import EventBus
+from .logrotation import LogRotation, settings_of
 from .model import Container, now_rfc3339
 from .mounts import MountManager, RuntimeMounter
 from .networks import Attachment, NetworkService
+from .remap import Remap
+from .remap import check_host_config as check_userns
 
 log = logging.getLogger("berth.containers")
 
@@ -43,6 +46,15 @@ CREATE TABLE IF NOT EXISTS containers (
     record TEXT NOT NULL
 );
 """
+
+
+class ContainerWatcher(Protocol):
+    """Runs alongside a running container (health probes, log rotation). `started` follows
+    every start and, with `resumed`, a berthd restart or unpause; `stopped` every exit or pause.
+    Both may change `c.state`, which is saved right after."""
+
+    def started(self, c: Container, resumed: bool = False) -> None: ...
+    def stopped(self, c: Container) -> None: ...
 
 
 def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int:
@@ -64,7 +76,8 @@ def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int
 class ContainerService:
     def __init__(self, root: str, db: Database, images: ImageStore, layers: LayerStore,
                  runtimes: dict[str, OCIRuntime], default_runtime: str, events: EventBus,
-                 volumes: VolumeDriver | None = None, networks: NetworkService | None = None) -> None:
+                 volumes: VolumeDriver | None = None, networks: NetworkService | None = None,
+                 remap: Remap | None = None) -> None:
         self.root = os.path.join(root, "containers")
         os.makedirs(self.root, exist_ok=True)
         self.db = db
@@ -74,6 +87,7 @@ class ContainerService:
         self.default_runtime = default_runtime
         self.events = events
         self.networks = networks
+        self.remap = remap  # --userns-remap: containers run in a user namespace with its map
         self._by_id: dict[str, Container] = {}
         self._names: dict[str, str] = {}
         self._watcher: ExitWatcher | None = None
@@ -82,6 +96,7 @@ class ContainerService:
         if volumes is None:
             volumes = LocalDriver(os.path.join(root, "volumes"), db, RuntimeMounter())
         self.mounts = MountManager(volumes, self.all, self.get)
+        self.watchers: list[ContainerWatcher] = [LogRotation(self.log_path)]
         db.ensure_schema(SCHEMA)
 
     # --- ContainerUsage, for the image store -----------------------------------------------
@@ -158,6 +173,7 @@ class ContainerService:
                 pass
             raise NotFound(f"No such image: {shown}") from None
         host_config = configs.normalize_host_config(body.get("HostConfig") or {})
+        check_userns(host_config, self.remap is not None)
         runtime = host_config.get("Runtime") or self.default_runtime
         if runtime not in self.runtimes:
             raise InvalidParameter(f"unknown or invalid runtime name: {runtime}")
@@ -226,14 +242,23 @@ class ContainerService:
         rootfs = self.rootfs(c)
         cdir = self.dir(c)
         try:
+            settings_of(c)  # bad --log-opt values fail the start, as in dockerd
             await self.settled(c)  # the last exit's cleanup must not unmount what this start mounts
+            remap = self.remap if self.remap is not None and self.remap.applies(c.host_config) else None
             if not mounts.is_mounted(rootfs):
                 m = self.layers.mount_spec(c.id, c.top_chain)
-                mounts.mount(m.source, rootfs, m.type, m.options)
+                if remap is not None:
+                    remap.mount_rootfs(m, rootfs)
+                else:
+                    mounts.mount(m.source, rootfs, m.type, m.options)
+            if remap is not None:
+                remap.prepare_rootfs(rootfs, c.config.get("WorkingDir") or "/", c.config.get("User") or "")
             att, finish_networks = await self._attach_networks(c)
             spec = configs.build_bundle(c, cdir, rootfs, self.mounts.oci_mounts(c, rootfs), att.netns_path, att.ips,
                                         embedded_dns=att.embedded_dns, link_hosts=att.link_hosts,
                                         link_env=att.link_env)
+            late_netns = remap is not None and remap.finish_spec(spec, cdir, att.netns_path,
+                                                                 c.host_config.get("Devices"))
             tmp = os.path.join(cdir, "config.json.tmp")
             with open(tmp, "w") as f:
                 json.dump(spec, f)
@@ -242,7 +267,7 @@ class ContainerService:
                 await self._runtime_cleanup(c)
             # veths, ports and the resolver are wired while the runtime creates the container
             # (~40 ms of runc); its process only runs at start, after both are done.
-            wiring = asyncio.ensure_future(finish_networks()) if finish_networks else None
+            wiring = asyncio.ensure_future(finish_networks()) if finish_networks and not late_netns else None
             try:
                 created = await runtime.create(c.id, cdir, self.log_path(c), tty=c.tty,
                                                stdin=bool(c.config.get("OpenStdin")),
@@ -254,6 +279,13 @@ class ContainerService:
                         # the cause (e.g. a port in use): its undo removed the netns runc wanted
                         raise wired from None
                 raise
+            if late_netns:  # userns-remap: wired once the runtime has made the namespace
+                try:
+                    Remap.adopt_netns(created.pid, str(att.netns_path))
+                except BaseException:
+                    await runtime.delete(c.id)
+                    raise
+                wiring = asyncio.ensure_future(finish_networks()) if finish_networks else None
             if wiring is not None:
                 try:
                     await wiring
@@ -277,9 +309,12 @@ class ContainerService:
             await self._cleanup_after_exit(c)
             c.state.update(Error=e.message)
             self._save(c)
+            c.exited.set()  # attached clients (docker run) stop waiting for output
             raise
         c.state.update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False,
                        Dead=False, Pid=created.pid, ExitCode=0, Error="", StartedAt=now_rfc3339())
+        for w in self.watchers:
+            w.started(c)
         self._save(c)
         self._event(c, "start")
 
@@ -324,6 +359,8 @@ class ContainerService:
             c.state.update(Status="exited" if delay is None else "restarting", Running=delay is not None,
                            Paused=False, Restarting=delay is not None, Pid=0, ExitCode=code, OOMKilled=oom,
                            FinishedAt=now_rfc3339())
+            for w in self.watchers:
+                w.stopped(c)
             self._save(c)
         if oom:
             self._event(c, "oom")
@@ -593,6 +630,9 @@ class ContainerService:
             self.mounts.reacquire(c)  # so the exit, now or later, releases its volumes
             if c.conmon_pid and pid_alive(c.conmon_pid) and _is_conmon_of(c.conmon_pid, c.id):
                 self._watch(c)
+                if not c.state["Paused"]:
+                    for w in self.watchers:
+                        w.started(c, resumed=True)
             else:
                 await self._on_exit(c, c.conmon_pid)
         loop = asyncio.get_running_loop()

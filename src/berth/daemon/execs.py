@@ -211,6 +211,7 @@ class ExecService:
                 code = 126
         s.running = False
         s.exit_code = code
+        s.failure = failure
         s.master = -1
         s.done.set()
         for suffix in ("json", "pid", "log"):
@@ -228,11 +229,12 @@ class ExecService:
         asyncio.get_running_loop().create_task(session)
 
     async def run_to_end(self, c: Container, cmd: list[str], timeout: float,
-                         limit: int) -> tuple[int, bytes, bool]:
+                         limit: int) -> tuple[int, bytes, bool, str | None]:
         """Run `cmd` in `c` with no client (a health probe), as the container's user and in its
         working directory: its exit code, the first `limit` bytes of its output (stdout and stderr
-        as they come) and whether there was more. On timeout the process is killed, and
-        TimeoutError raised once it is gone. The session is forgotten afterwards."""
+        as they come), whether there was more, and why it could not be started if it could not.
+        On timeout the process is killed, and TimeoutError raised once it is gone. The session
+        is forgotten afterwards."""
         s = self._get(self.create(c.id, {"Cmd": cmd, "AttachStdout": True, "AttachStderr": True})["Id"])
         sink = _Collected(limit)
         try:
@@ -245,7 +247,7 @@ class ExecService:
                 raise
         finally:
             self._sessions.pop(s.id, None)
-        return int(s.exit_code if s.exit_code is not None else -1), bytes(sink.data), sink.truncated
+        return int(s.exit_code if s.exit_code is not None else -1), bytes(sink.data), sink.truncated, s.failure
 
     def _kill(self, s: ExecSession) -> None:
         """SIGKILL the exec's process (the runtime's pid file names it; else its stand-in)."""

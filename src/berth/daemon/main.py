@@ -13,8 +13,12 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from berth import __version__
+
+if TYPE_CHECKING:
+    from .remap import Remap
 
 DEFAULT_SOCKET = "/run/berth/berth.sock"
 DEFAULT_DATA_ROOT = "/var/lib/berth"
@@ -42,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--iptables-prefix", default="BERTH", help="prefix of berth's iptables chains")
     p.add_argument("--default-pool", default="10.210.0.0/16,size=24", metavar="CIDR[,size=N]",
                    help="where networks without --subnet get their subnets")
+    p.add_argument("--userns-remap", default=None, metavar="default|USER[:GROUP]",
+                   help="run containers in a user namespace mapped to this user's /etc/subuid and /etc/subgid "
+                        "ranges (default: the dockremap user, created if need be)")
     p.add_argument("--config-file", default=None, metavar="FILE",
                    help='JSON ({"labels": [...]}) re-read on SIGHUP: labels change without a restart')
     p.add_argument("--version", action="version", version=f"berthd {__version__}")
@@ -81,6 +88,7 @@ async def run(args: argparse.Namespace) -> None:
     from .distribution_api import DistributionAPI
     from .events import EventBus
     from .execs import ExecService
+    from .health import HealthMonitor
     from .image_api import ImageAPI
     from .mounts import RuntimeMounter
     from .network_api import NetworkAPI
@@ -93,6 +101,11 @@ async def run(args: argparse.Namespace) -> None:
     exec_root = os.path.abspath(args.exec_root)
     os.makedirs(data_root, mode=0o711, exist_ok=True)
     os.makedirs(exec_root, mode=0o711, exist_ok=True)
+    remap = _userns_remap(args, data_root)
+    if remap is not None:  # dockerd's layout: the remapped root's own store under <uid>.<gid>
+        data_root = os.path.join(data_root, f"{remap.idmap.root_uid}.{remap.idmap.root_gid}")
+        os.makedirs(data_root, mode=0o710, exist_ok=True)
+        os.chown(data_root, 0, remap.idmap.root_gid)
     lock_fd = _lock(os.path.join(data_root, "berthd.lock"))
     # conmon inherits our working directory and drops a stray `oom` file there on an OOM kill
     # (the one berth reads is in the container's persist dir): keep it in the exec root.
@@ -123,7 +136,8 @@ async def run(args: argparse.Namespace) -> None:
 
     usage = _Usage()
     images = ImageStore(db, content, layers, usage)
-    volumes = LocalDriver(os.path.join(data_root, "volumes"), db, RuntimeMounter())
+    volumes = LocalDriver(os.path.join(data_root, "volumes"), db, RuntimeMounter(),
+                          owner=(remap.idmap.root_uid, remap.idmap.root_gid) if remap else None)
     try:
         net_opts = NetworkSettingsOptions(args.bridge_name, args.iptables_prefix, [parse_pool(args.default_pool)])
     except ValueError as e:
@@ -132,17 +146,21 @@ async def run(args: argparse.Namespace) -> None:
         sys.exit("berthd: --bridge-name takes at most 15 characters, --iptables-prefix 16")
     networks = NetworkService(db, exec_root, events, net_opts)
     containers = ContainerService(data_root, db, images, layers, runtimes, args.default_runtime, events,
-                                  volumes=volumes, networks=networks)
+                                  volumes=volumes, networks=networks, remap=remap)
     usage.svc = containers
     networks.lookup = containers.get  # legacy links name other containers
     networks.all_containers = containers.all
     networks.container_dir = containers.dir
+    execs = ExecService(containers, launcher=args.exec_launcher == "berth")
+    containers.watchers.append(HealthMonitor(containers, execs))  # before recover resumes probes
     await networks.recover()  # before containers are re-watched: their ports must keep working
     await containers.recover()
     await networks.resume(containers.all())  # the built-in DNS of those still running
     daemon_id = _daemon_id(data_root)
     system_b = SystemAPI(daemon_id, data_root, containers, events, args.label,
                          {n: r.info.path for n, r in runtimes.items()}, args.default_runtime)
+    if remap is not None:
+        system_b.security_options.append("name=userns")
     distribution_b = DistributionAPI(images, events, RegistrySettings(list(args.insecure_registry)),
                                      os.path.join(data_root, "tmp"))
     image_b = ImageAPI(images, events, os.path.join(data_root, "tmp"), lambda: "1.45")
@@ -150,7 +168,7 @@ async def run(args: argparse.Namespace) -> None:
     builder = Builder(containers, images, layers, BuildCache(db, images), os.path.join(data_root, "tmp"))
     system_b.build_cache_usage = builder.cache_usage
     router = build_router(f"berth/{__version__}", system_b, ContainerAPI(containers), image_b,
-                          ExecService(containers, launcher=args.exec_launcher == "berth"), VolumeAPI(volumes, containers.mounts, events),
+                          execs, VolumeAPI(volumes, containers.mounts, events),
                           archive_b=ArchiveAPI(containers, os.path.join(data_root, "tmp")),
                           commit_b=CommitAPI(containers, images, os.path.join(data_root, "tmp")),
                           resources_b=ResourceAPI(containers), distribution_b=distribution_b,
@@ -194,6 +212,44 @@ async def run(args: argparse.Namespace) -> None:
             os.unlink(args.pidfile)
         except FileNotFoundError:
             pass
+
+
+def _userns_remap(args: argparse.Namespace, data_root: str) -> Remap | None:
+    """The remapping asked for by --userns-remap or the config file's "userns-remap" (not both,
+    as dockerd); exits with the reason when it cannot be had."""
+    import json
+
+    value = args.userns_remap
+    if args.config_file:
+        try:
+            with open(args.config_file) as f:
+                in_file = json.load(f).get("userns-remap")
+        except FileNotFoundError:
+            in_file = None
+        except (OSError, ValueError, AttributeError) as e:
+            sys.exit(f"berthd: unable to configure the daemon with file {args.config_file}: {e}")
+        if in_file is not None and value is not None:
+            sys.exit("berthd: the following directives are specified both as a flag and in the configuration "
+                     f"file: userns-remap: (from flag: {value}, from file: {in_file})")
+        value = value if value is not None else in_file
+    if not value:
+        return None
+    from berth.runtime.userns import UserNamespace, check_traversable, load_map
+
+    from .remap import Remap
+
+    try:
+        idmap = load_map(str(value))
+    except ValueError as e:
+        sys.exit(f"berthd: {e}")
+    blocked = check_traversable(os.path.join(data_root, "x"), idmap.root_uid, idmap.root_gid)
+    if blocked:
+        sys.exit(f"berthd: a subdirectory in your graphroot path ({data_root}) restricts access to the remapped "
+                 f"root uid/gid ({blocked}); please fix by allowing 'o+x' permissions on existing directories")
+    try:
+        return Remap(UserNamespace(idmap))
+    except OSError as e:
+        sys.exit(f"berthd: cannot set up user namespace remapping: {e}")
 
 
 def _reload_config(path: str, system_b: object) -> None:

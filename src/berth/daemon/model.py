@@ -108,6 +108,9 @@ class Container:
                 return f"Up {up} (Paused)"
             if st["Restarting"]:
                 return f"Restarting ({st['ExitCode']}) {up} ago"
+            health = (st.get("Health") or {}).get("Status")
+            if health:
+                return f"Up {up} ({'health: ' if health == 'starting' else ''}{health})"
             return f"Up {up}"
         if st["Status"] == "removing":
             return "Removal In Progress"

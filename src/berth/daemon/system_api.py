@@ -50,8 +50,9 @@ class SystemAPI:
         self.labels = labels
         self.runtimes = runtimes
         self.default_runtime = default_runtime
-        self.started = time.time()
+        self.security_options: list[str] = []  # beyond seccomp's: "name=userns" under --userns-remap
         self.build_cache_usage: Callable[[], list[dict[str, Any]]] = list  # set by main to the builder's
+        self.started = time.time()
 
     def version(self) -> dict[str, Any]:
         uname = os.uname()
@@ -104,7 +105,7 @@ class SystemAPI:
             "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
             "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
             "InitCommit": {"ID": "", "Expected": ""},
-            "SecurityOptions": ["name=seccomp,profile=default"], "Warnings": [],
+            "SecurityOptions": ["name=seccomp,profile=default", *self.security_options], "Warnings": [],
         }
 
     def events(self, since: float | None, until: float | None,

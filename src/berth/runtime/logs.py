@@ -2,7 +2,8 @@
 
 Each line is `<RFC3339Nano timestamp> <stdout|stderr> <P|F> <content>`; `P` marks a partial
 line whose rest follows in the next record. Docker's json-file driver semantics (since, until,
-tail, timestamps, follow) are applied on top.
+tail, timestamps, follow) are applied on top. A rotated log (runtime/logrotate.py) is read as
+one stream: the rotated files `ctr.log.N` .. `ctr.log.1`, then `ctr.log`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import BinaryIO
 
 
 @dataclass
@@ -84,51 +86,190 @@ def _parse(data: bytes, flush: bool) -> tuple[list[LogRecord], int]:
     return records[:n_used], used
 
 
+class _Cursor:
+    """The log as one byte stream across rotations. It holds the file it reads open (a rotation
+    renames it, but it stays the same file) and moves on to the file written after it once
+    ours is complete."""
+
+    def __init__(self, path: str, f: BinaryIO | None, from_oldest: bool = True) -> None:
+        self.path = path
+        self.f = f
+        self.from_oldest = from_oldest  # with no file yet: begin at the oldest, or the next at `path`
+        self.pending = b""   # bytes read but not yet whole records
+
+    def pull(self) -> bytes:
+        chunks = [self.pending]
+        if self.f is None:
+            self.f = _oldest(self.path) if self.from_oldest else _open(self.path)
+            if self.f is None:
+                return self.pending
+        while True:
+            chunks.append(self.f.read())
+            following = self._following()
+            if following is None:
+                break
+            chunks.append(self.f.read())  # what the writer wrote before it moved on
+            self.f.close()
+            self.f = following
+        return b"".join(chunks)
+
+    def _following(self) -> BinaryIO | None:
+        assert self.f is not None
+        ours = os.fstat(self.f.fileno()).st_ino
+        if _inode(self.path) == ours:
+            return None  # the usual case: still the current file
+        chain = [*rotated_paths(self.path), self.path]  # oldest first
+        inodes = [_inode(p) for p in chain]
+        # Ours is complete once a newer file exists (at `.1` while the log's path is missing,
+        # conmon may still write to it). It may have moved up several times since the last
+        # read; if it is gone, `trim` cut it up (or it was dropped as the oldest), and what
+        # follows it is the current file.
+        after = chain[inodes.index(ours) + 1:] if ours in inodes else [self.path]
+        for p in after:
+            f = _open(p)
+            if f is not None:
+                return f
+        return None
+
+    def records(self, flush: bool) -> list[LogRecord]:
+        data = self.pull()
+        records, used = _parse(data, flush)
+        self.pending = data[used:]
+        return records
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+
+def _open(path: str) -> BinaryIO | None:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return None
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _oldest(path: str) -> BinaryIO | None:
+    for p in [*rotated_paths(path), path]:
+        f = _open(p)
+        if f is not None:
+            return f
+    return None
+
+
+def rotated_paths(path: str) -> list[str]:
+    """`ctr.log.N` .. `ctr.log.1`: the rotated files, oldest first."""
+    d, base = os.path.split(path)
+    try:
+        names = os.listdir(d or ".")
+    except FileNotFoundError:
+        return []
+    nums = sorted((int(n[len(base) + 1:]) for n in names
+                   if n.startswith(base + ".") and n[len(base) + 1:].isdigit()), reverse=True)
+    return [f"{path}.{n}" for n in nums]
+
+
+def _filter(records: list[LogRecord], since: float, until: float,
+            streams: tuple[str, ...]) -> list[LogRecord]:
+    records = [r for r in records if r.stream in streams]
+    if since or until:
+        records = [r for r in records if (not since or parse_time(r.timestamp) > since)
+                   and (not until or parse_time(r.timestamp) <= until)]
+    return records
+
+
 class LogReader:
+    """Reads a container's log, rotated files first. A `read` or `size` leaves the reader where
+    it stopped, so a `follow` from the offset it returned goes on from there even if the log
+    rotates in between."""
+
     def __init__(self, path: str):
         self.path = path
+        self._cursor: _Cursor | None = None
+        self._offset = -1
 
     def read(self, *, since: float = 0, until: float = 0, tail: int = -1,
              streams: tuple[str, ...] = ("stdout", "stderr"), offset: int = 0,
              flush: bool = False) -> tuple[list[LogRecord], int]:
-        """Records in the file from `offset`; returns them and the offset after the last whole one.
-        `flush`: the writer has stopped, so a trailing partial line is a record too."""
-        try:
-            f = open(self.path, "rb")
-        except FileNotFoundError:
-            return [], offset
-        with f:
+        """Records from `offset` in the current file (0: from the oldest rotated file); returns
+        them and the offset after the last whole one. `flush`: the writer has stopped, so a
+        trailing partial line is a record too."""
+        self.close()
+        if offset:
+            f = _open(self.path)
+            if f is None:
+                return [], offset
             f.seek(offset)
-            data = f.read()
-        records, end = _parse(data, flush)
-        records = [r for r in records if r.stream in streams]
-        if since or until:
-            records = [r for r in records if (not since or parse_time(r.timestamp) > since)
-                       and (not until or parse_time(r.timestamp) <= until)]
+            cursor = _Cursor(self.path, f)
+        else:
+            cursor = _Cursor(self.path, None)
+        records = cursor.records(flush)
+        self._cursor = cursor
+        self._offset = self._position(cursor)
+        records = _filter(records, since, until, streams)
         if tail >= 0:
             records = records[-tail:] if tail else []
-        return records, offset + end
+        return records, self._offset
+
+    @staticmethod
+    def _position(cursor: _Cursor) -> int:
+        return cursor.f.tell() - len(cursor.pending) if cursor.f is not None else 0
 
     def size(self) -> int:
-        try:
-            return os.path.getsize(self.path)
-        except FileNotFoundError:
+        """The current file's size; a `follow` from it starts after what is there now."""
+        self.close()
+        f = _open(self.path)
+        if f is None:
+            self._cursor, self._offset = _Cursor(self.path, None, from_oldest=False), 0
             return 0
+        f.seek(0, os.SEEK_END)
+        self._cursor = _Cursor(self.path, f)
+        self._offset = f.tell()
+        return self._offset
+
+    def close(self) -> None:
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None
+
+    def _cursor_at(self, offset: int) -> _Cursor:
+        if self._cursor is not None and offset == self._offset:
+            cursor, self._cursor = self._cursor, None
+            return cursor
+        self.close()
+        if not offset:
+            return _Cursor(self.path, None)
+        f = _open(self.path)
+        if f is not None:
+            f.seek(offset)
+        return _Cursor(self.path, f)
 
     async def follow(self, offset: int, stopped: asyncio.Event, *,
                      streams: tuple[str, ...] = ("stdout", "stderr"),
                      until: float = 0, interval: float = 0.1, raw: bool = False) -> AsyncIterator[LogRecord]:
-        """New records from `offset` until `stopped` is set and the file is drained. Polls, but
+        """New records from `offset` until `stopped` is set and the log is drained. Polls, but
         wakes at once when the container stops, so the last lines are never late. `raw` (attach)
         passes partial lines on as they come: a shell's prompt has no newline."""
-        while True:
-            done = stopped.is_set()
-            records, offset = self.read(offset=offset, streams=streams, until=until, flush=done or raw)
-            for r in records:
-                yield r
-            if done:
-                return
-            try:
-                await asyncio.wait_for(stopped.wait(), interval)
-            except TimeoutError:
-                pass
+        cursor = self._cursor_at(offset)
+        try:
+            while True:
+                done = stopped.is_set()
+                for r in _filter(cursor.records(flush=done or raw), 0, until, streams):
+                    yield r
+                if done:
+                    return
+                try:
+                    await asyncio.wait_for(stopped.wait(), interval)
+                except TimeoutError:
+                    pass
+        finally:
+            cursor.close()
+

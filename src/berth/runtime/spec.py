@@ -495,6 +495,72 @@ def _or(value: list[str] | None, default: tuple[str, ...]) -> list[str] | tuple[
     return default if value is None else value
 
 
+# docker-init is tini built static; a dynamic tini would not run in an image without libc.
+INIT_CANDIDATES = ("/usr/bin/docker-init", "/usr/libexec/docker/docker-init", "/usr/bin/tini-static",
+                   "/usr/libexec/podman/catatonit")
+
+
+def init_binary(candidates: tuple[str, ...] = INIT_CANDIDATES) -> str:
+    """The host's init for --init ("" when none is installed: build_spec then says so)."""
+    return next((p for p in candidates if os.access(p, os.X_OK)), "")
+
+
+def custom_devices(devices: list[dict[str, Any]], cgroup_rules: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """HostConfig.Devices and DeviceCgroupRules as OCI `linux.devices` plus their cgroup rules.
+    A directory on the host brings every device node under it, as dockerd."""
+    nodes: list[dict[str, Any]] = []
+    rules: list[dict[str, Any]] = []
+    for d in devices:
+        host = str(d.get("PathOnHost") or "")
+        dest = str(d.get("PathInContainer") or host)
+        perms = str(d.get("CgroupPermissions") or "rwm")
+        if not perms or any(ch not in "rwm" for ch in perms):
+            raise InvalidParameter(f"invalid device mode: {perms}")
+        try:
+            found = _device_nodes(host, dest)
+        except OSError as e:
+            raise InvalidParameter(f'error gathering device information while adding custom device "{host}": '
+                                   f"{(e.strerror or str(e)).lower()}") from None
+        for node in found:
+            nodes.append(node)
+            rules.append({"allow": True, "type": node["type"], "major": node["major"], "minor": node["minor"],
+                          "access": perms})
+    for text in cgroup_rules:
+        rules.append(_cgroup_rule(text))
+    return nodes, rules
+
+
+def _device_nodes(host: str, dest: str) -> list[dict[str, Any]]:
+    st = os.stat(host)
+    if stat.S_ISDIR(st.st_mode):
+        out = []
+        for node in host_devices(host):
+            node["path"] = posixpath.join(dest, os.path.relpath(node["path"], host))
+            out.append(node)
+        return out
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise OSError(0, "not a device node")
+    return [{"path": dest, "type": "c" if stat.S_ISCHR(st.st_mode) else "b", "major": os.major(st.st_rdev),
+             "minor": os.minor(st.st_rdev), "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}]
+
+
+def _cgroup_rule(text: str) -> dict[str, Any]:
+    """`--device-cgroup-rule 'c 13:* rwm'`."""
+    parts = text.split()
+    bad = InvalidParameter(f"invalid device cgroup rule format: '{text}'")
+    if len(parts) != 3 or parts[0] not in ("a", "b", "c") or any(ch not in "rwm" for ch in parts[2]):
+        raise bad
+    major, sep, minor = parts[1].partition(":")
+    rule: dict[str, Any] = {"allow": True, "type": parts[0], "access": parts[2]}
+    for key, val in (("major", major), ("minor", minor)):
+        if val == "*":
+            continue
+        if not sep or not val.isdigit():
+            raise bad
+        rule[key] = int(val)
+    return rule
+
+
 def host_devices(root: str = "/dev") -> list[dict[str, Any]]:
     """Every char/block device node under /dev, for --privileged (as runc's HostDevices)."""
     skip_dirs = {"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"}
@@ -522,3 +588,43 @@ def host_devices(root: str = "/dev") -> list[dict[str, Any]]:
                     }
                 )
     return out
+
+
+def apply_user_namespace(spec: dict[str, Any], uid_mappings: list[dict[str, int]],
+                         gid_mappings: list[dict[str, int]], own_netns: bool = False,
+                         device_sources: dict[str, str] | None = None) -> None:
+    """Put a container's config in a new user namespace with these mappings (dockerd's
+    userns-remap). A network namespace must belong to the user namespace for the container's
+    root to mount /sys, set net sysctls and be joined by `exec`: `own_netns` has the runtime make
+    one (instead of joining the path given), and joining another container's (`/proc/PID/ns/net`)
+    joins its user namespace too, as dockerd does."""
+    linux = spec["linux"]
+    namespaces = linux["namespaces"]
+    user_ns: dict[str, str] = {"type": "user"}
+    for ns in namespaces:
+        path = ns.get("path", "")
+        if ns["type"] != "network" or not path:
+            continue
+        if own_netns:
+            del ns["path"]
+        elif path.startswith("/proc/") and path.endswith("/ns/net"):
+            user_ns["path"] = path[: -len("net")] + "user"
+    linux["namespaces"] = [ns for ns in namespaces if ns["type"] != "user"] + [user_ns]
+    linux["uidMappings"] = list(uid_mappings)
+    linux["gidMappings"] = list(gid_mappings)
+    # As dockerd: a read-only remount of the cgroup binds fails inside a user namespace.
+    for m in spec["mounts"]:
+        if m["type"] == "cgroup":
+            m["options"] = [o for o in m["options"] if o != "ro"]
+    # In a user namespace runc binds device nodes instead of making them, from the path they
+    # get in the container: one put elsewhere (`--device /dev/a:/dev/b`) is bound from its host path.
+    sources = device_sources or {}
+    moved = {d["path"]: sources[d["path"]] for d in linux.get("devices", [])
+             if sources.get(d["path"], d["path"]) != d["path"]}
+    if moved:
+        linux["devices"] = [d for d in linux["devices"] if d["path"] not in moved]
+        spec["mounts"] += [_m(dest, "bind", src, ["bind", "nosuid", "noexec"]) for dest, src in moved.items()]
+    sysctl = linux.get("sysctl") or {}
+    if sysctl.get("net.ipv4.ping_group_range") == _NET_SYSCTLS["net.ipv4.ping_group_range"]:
+        # written from inside the namespace, the range must be one of its mapped groups
+        sysctl["net.ipv4.ping_group_range"] = f"0 {sum(m['size'] for m in gid_mappings) - 1}"

@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 CHUNK = 1 << 20
+# (uid, gid) -> (uid, gid): a user-namespace shift applied to every entry's owner (docker cp of a
+# container under --userns-remap)
+IdMapper = Callable[[int, int], tuple[int, int]]
 # tarfile's stream reader re-slices its buffer on every read; a buffer much larger than the
 # typical read (a 512-byte header) makes small files slow, a tiny one makes big files slow.
 _TAR_BUFSIZE = 64 * 1024
@@ -246,7 +249,7 @@ class _Extractor:
     non-directory or back, and `owner` replaces every entry's uid/gid."""
 
     def __init__(self, dest: str | int, layer: bool = True, no_overwrite_dir_non_dir: bool = False,
-                 owner: tuple[int, int] | None = None) -> None:
+                 owner: tuple[int, int] | None = None, id_map: IdMapper | None = None) -> None:
         if isinstance(dest, int):
             self.root_fd = os.open(".", _DIR_FLAGS, dir_fd=dest)
         else:
@@ -254,6 +257,7 @@ class _Extractor:
         self.layer = layer
         self.no_overwrite_dir_non_dir = no_overwrite_dir_non_dir
         self.owner = owner
+        self.id_map = id_map  # the archive's owners to host owners (a remapped container's)
         # descriptors of directories already walked, by path components; () is the root
         self._dirs: dict[tuple[str, ...], int] = {(): self.root_fd}
         # non-directories written by this archive: the only valid hardlink targets
@@ -380,6 +384,8 @@ class _Extractor:
         base = parts[-1]
         if self.owner is not None:
             info.uid, info.gid = self.owner
+        if self.id_map is not None:
+            info.uid, info.gid = self.id_map(info.uid, info.gid)
         if not self.layer:
             self._apply_copy(info, tf, parts)
             return
@@ -585,13 +591,14 @@ def apply_layer(stream: BinaryIO, dest: str) -> AppliedLayer:
 
 
 def extract_archive(stream: BinaryIO, dest_fd: int, no_overwrite_dir_non_dir: bool = False,
-                    owner: tuple[int, int] | None = None) -> None:
+                    owner: tuple[int, int] | None = None, id_map: IdMapper | None = None) -> None:
     """Unpack a tar (plain or compressed) into the live directory `dest_fd` (`docker cp` into a
     container), with the same safety rules as `apply_layer`: nothing outside `dest_fd` is
     created, changed or removed and no symlink is followed. Whiteout entries remove what they
     name; `owner` (uid, gid) replaces the archive's owners."""
     src = _Digesting(open_decompressed(stream))
-    ex = _Extractor(dest_fd, layer=False, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, owner=owner)
+    ex = _Extractor(dest_fd, layer=False, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, owner=owner,
+                    id_map=id_map)
     try:
         _run_extractor(src, ex, "archive")
     finally:
@@ -635,10 +642,11 @@ class TarWriter:
     size, contents stream through in chunks. Counts and (optionally) hashes every byte written.
     The end is two zero blocks with no record padding, as Go's archive/tar writes it."""
 
-    def __init__(self, out: BinaryIO, digest: bool = True) -> None:
+    def __init__(self, out: BinaryIO, digest: bool = True, id_map: IdMapper | None = None) -> None:
         self._out = out
         self._hash = hashlib.sha256() if digest else None
         self.written = 0
+        self.id_map = id_map  # host owners to those the archive shows (a remapped container's)
 
     def _emit(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -651,6 +659,8 @@ class TarWriter:
 
     def add(self, info: tarfile.TarInfo, data: BinaryIO | None = None) -> None:
         """Write `info`; for a regular file exactly `info.size` bytes are read from `data`."""
+        if self.id_map is not None:
+            info.uid, info.gid = self.id_map(info.uid, info.gid)
         self._emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
         if info.type not in tarfile.REGULAR_TYPES or not info.size:
             return
@@ -842,10 +852,10 @@ def write_layer(upper_dir: str, out: BinaryIO, exclude: Collection[str] = ()) ->
         os.close(root)
 
 
-def write_tree(root_fd: int, out: BinaryIO, exclude: Collection[str] = ()) -> str:
+def write_tree(root_fd: int, out: BinaryIO, exclude: Collection[str] = (), id_map: IdMapper | None = None) -> str:
     """`write_layer` of the directory open as `root_fd`; on a mounted overlay (no whiteouts to
     see) this is the flattened filesystem, as `docker export` writes it."""
-    tw = TarWriter(out)
+    tw = TarWriter(out, id_map=id_map)
     fd = os.open(".", _DIR_FLAGS, dir_fd=root_fd)
     try:
         _LayerWalker(tw, exclude).walk_root(fd)
@@ -854,11 +864,11 @@ def write_tree(root_fd: int, out: BinaryIO, exclude: Collection[str] = ()) -> st
     return tw.close()
 
 
-def write_path(parent_fd: int, name: str, arcname: str, out: BinaryIO) -> None:
+def write_path(parent_fd: int, name: str, arcname: str, out: BinaryIO, id_map: IdMapper | None = None) -> None:
     """Tar one entry, `name` in the directory `parent_fd` ("" for that directory itself), and
     everything below it when it is a directory, under the archive name `arcname` (docker's
     rebase: `GET /containers/{id}/archive`). Never follows a symlink: a link is archived as one."""
-    tw = TarWriter(out, digest=False)
+    tw = TarWriter(out, digest=False, id_map=id_map)
     walker = _LayerWalker(tw)
     if name:
         st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)

@@ -95,10 +95,11 @@ class LocalDriver:
 
     name = "local"
 
-    def __init__(self, root: str, db: Database, mounter: Mounter) -> None:
+    def __init__(self, root: str, db: Database, mounter: Mounter, owner: tuple[int, int] | None = None) -> None:
         self.root = root
         self.db = db
         self.mounter = mounter
+        self.owner = owner  # (uid, gid) of a new volume's data: the remapped root under userns-remap
         self._refs: dict[str, set[str]] = {}
         os.makedirs(root, mode=0o701, exist_ok=True)
         db.ensure_schema(SCHEMA)
@@ -121,6 +122,8 @@ class LocalDriver:
         data = self._data(name)
         os.makedirs(data, mode=0o755, exist_ok=True)
         os.chmod(os.path.dirname(data), 0o701)
+        if self.owner is not None:
+            os.chown(data, *self.owner)
         vol = Volume(name=name, driver=self.name, mountpoint=data, created_at=now_rfc3339(),
                      labels=dict(labels), options=dict(options))
         with self.db.tx() as tx:

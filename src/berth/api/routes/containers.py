@@ -24,6 +24,7 @@ class LogOptions:
     until: float
     timestamps: bool
     tail: int            # -1 = all
+    details: bool = False  # each line after its attributes (`--log-opt labels=/env=`)
 
 
 @dataclass
@@ -129,7 +130,7 @@ def register(r: Router, b: ContainerBackend) -> None:
             raise InvalidParameter(f"invalid tail value: {tail_raw}") from None
         opts = LogOptions(stdout=req.qbool("stdout"), stderr=req.qbool("stderr"), follow=req.qbool("follow"),
                           since=_time_param(req, "since"), until=_time_param(req, "until"),
-                          timestamps=req.qbool("timestamps"), tail=tail)
+                          timestamps=req.qbool("timestamps"), tail=tail, details=req.qbool("details"))
         if not (opts.stdout or opts.stderr):
             raise InvalidParameter("Bad parameters: you must choose at least one stream")
         tty, out = b.logs(req.params["id"], opts)

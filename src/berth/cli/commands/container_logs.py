@@ -48,6 +48,7 @@ def logs(
         until=until_arg,
         timestamps=timestamps,
         tail=tail,
+        details=details,
     )
     try:
         copy_output(resp, tty=tty)

@@ -47,6 +47,21 @@ def _container_options(fn: F) -> F:
         click.option("--restart", help="Restart policy to apply when a container exits"),
         click.option("--privileged", is_flag=True, help="Give extended privileges to this container"),
         click.option("--init", is_flag=True, help="Run an init inside the container"),
+        click.option("--cpus", help="Number of CPUs"),
+        click.option("--device", "devices", multiple=True, help="Add a host device to the container"),
+        click.option("--sysctl", "sysctls", multiple=True, help="Sysctl options"),
+        click.option("--userns", help="User namespace to use"),
+        click.option("--health-cmd", help="Command to run to check health"),
+        click.option("--health-interval", help="Time between running the check (ms|s|m|h) (default 0s)"),
+        click.option("--health-retries", type=int, default=0, help="Consecutive failures needed to report unhealthy"),
+        click.option("--health-start-interval", help="Time between running the check during the start period "
+                     "(ms|s|m|h) (default 0s)"),
+        click.option("--health-start-period", help="Start period for the container to initialize before starting "
+                     "health-retries countdown (ms|s|m|h) (default 0s)"),
+        click.option("--health-timeout", help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)"),
+        click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK"),
+        click.option("--log-driver", help="Logging driver for the container"),
+        click.option("--log-opt", "log_opts", multiple=True, help="Log driver options"),
         click.option("--stop-signal", help="Signal to stop the container"),
         click.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container"),
         click.option(
@@ -93,7 +108,10 @@ def _options(image: str, command: tuple[str, ...], kw: dict[str, Any], detach: b
         mounts=list(kw.pop("mounts")),
         tmpfs=list(kw.pop("tmpfs")),
         volumes_from=list(kw.pop("volumes_from")),
+        devices=list(kw.pop("devices")),
+        sysctls=list(kw.pop("sysctls")),
         attach_streams=[s.lower() for s in kw.pop("attach_streams")],
+        log_opts=list(kw.pop("log_opts")),
         **kw,
     )
 
