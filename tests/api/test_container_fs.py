@@ -216,3 +216,14 @@ def test_archive_sees_volumes_of_stopped_and_running_containers(dockerpy: docker
             c2.remove(force=True)
     finally:
         c.remove(force=True, v=True)
+
+
+def test_cp_to_a_new_name_and_head_errors(berthd: Daemon, ctr, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`docker cp FILE ctr:/new-name` first HEADs the missing path: the 404 has no body (a HEAD
+    answer never has one), the connection stays usable, and the copy lands under the new name."""
+    src = tmp_path / "f.txt"
+    src.write_text("to a new name\n")
+    docker_cli(berthd, "cp", str(src), f"{ctr.name}:/tmp/new-name.txt")
+    assert ctr.exec_run(["cat", "/tmp/new-name.txt"]).output == b"to a new name\n"
+    status, body = berthd.request("HEAD", f"/containers/{ctr.id}/archive?path=/nope")
+    assert status == 404 and body == b""

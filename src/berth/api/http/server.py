@@ -197,6 +197,7 @@ class _Connection:
         self.writer = writer
         self.handler = handler
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self.head = False  # the request being answered is a HEAD
 
     async def next_event(self) -> Any:
         while True:
@@ -226,6 +227,7 @@ class _Connection:
                 if not isinstance(event, h11.Request):
                     return
                 req = Request(self, event.method.decode(), event.target.decode("latin-1"), list(event.headers))
+                self.head = req.method == "HEAD"
                 keep_going = await self._handle(req)
                 if not keep_going:
                     return
@@ -276,7 +278,7 @@ class _Connection:
         if self.h11.our_state is not h11.SEND_RESPONSE:
             return
         await self.send(h11.Response(status_code=resp.status, headers=headers))
-        if resp.body:
+        if resp.body and not self.head:  # a HEAD answer (an error too) has the headers only
             await self.send(h11.Data(data=resp.body))
         await self.send(h11.EndOfMessage())
 
