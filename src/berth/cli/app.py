@@ -75,6 +75,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "network": ("groups", "network", "Manage networks"),
     "compose": ("groups", "compose", "Define and run multi-container applications"),
     "machine": ("groups", "machine", "Manage machines (hosts running berthd) declared in machines.yml"),
+    "cluster": ("cluster", "cluster", "Manage a cluster of nodes: manage, join, demo"),
 }
 
 

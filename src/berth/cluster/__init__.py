@@ -1,4 +1,13 @@
-"""The cluster manager: node registry, scheduling and cluster state.
+"""The cluster manager: classic Swarm's model with its state in etcd.
 
-Only `scheduler/` exists so far; it is pure (no I/O) and imports nothing but `berth.common`.
+  scheduler/   pure placement (filters, strategies, constraint grammar)
+  store        the etcd layout: nodes, health leases, desired containers, names
+  join         `berth cluster join`: a node's registration and health lease
+  view         the nodes as the manager sees them (clients, listings, scheduler snapshots)
+  manager      scheduling with desired state, leader election, rescheduling
+  containers   system, images, volumes: the Engine API backends, forwarding through berth's client
+  system
+  streams      proxying hijacked and streamed responses
+  serve, main  the processes; demo: `berth cluster demo`
+Never imports the engine (import-linter contract): nodes are reached through berth.client only.
 """

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from berth import __version__
 
 if TYPE_CHECKING:
+    from .overlay import OverlayService
     from .remap import Remap
 
 DEFAULT_SOCKET = "/run/berth/berth.sock"
@@ -49,6 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--userns-remap", default=None, metavar="default|USER[:GROUP]",
                    help="run containers in a user namespace mapped to this user's /etc/subuid and /etc/subgid "
                         "ranges (default: the dockremap user, created if need be)")
+    p.add_argument("--cluster-store", default=None, metavar="etcd://HOST:PORT[,HOST:PORT]",
+                   help="the cluster store of overlay networks (shared by the engines of a cluster)")
+    p.add_argument("--cluster-advertise", default=None, metavar="ADDR|IFACE",
+                   help="this engine's address for the others' VXLAN traffic (an address, or an interface's)")
+    p.add_argument("--cluster-store-opt", action="append", default=[], metavar="discovery.ttl=SECONDS",
+                   help="lease of this engine's overlay endpoints in the store (default 15 s)")
     p.add_argument("--config-file", default=None, metavar="FILE",
                    help='JSON ({"labels": [...]}) re-read on SIGHUP: labels change without a restart')
     p.add_argument("--version", action="version", version=f"berthd {__version__}")
@@ -145,6 +152,12 @@ async def run(args: argparse.Namespace) -> None:
     if len(args.bridge_name) > 15 or len(args.iptables_prefix) > 16:
         sys.exit("berthd: --bridge-name takes at most 15 characters, --iptables-prefix 16")
     networks = NetworkService(db, exec_root, events, net_opts)
+    overlay = await asyncio.to_thread(_overlay_service, args, _daemon_id(data_root))  # netlink: off the loop
+    if overlay is not None:  # before containers are recovered: a restart policy may start one on an overlay
+        networks.overlay = overlay
+        overlay.on_networks = networks.set_overlay_networks
+        await asyncio.to_thread(overlay.start, asyncio.get_running_loop())
+        networks.set_overlay_networks(list(overlay.networks.values()))
     containers = ContainerService(data_root, db, images, layers, runtimes, args.default_runtime, events,
                                   volumes=volumes, networks=networks, remap=remap)
     usage.svc = containers
@@ -204,6 +217,8 @@ async def run(args: argparse.Namespace) -> None:
     log.info("berthd stopping; containers keep running")
     for s in servers:
         s.close()
+    if overlay is not None:
+        await asyncio.to_thread(overlay.close)
     networks.close()
     db.close()
     os.close(lock_fd)
@@ -250,6 +265,74 @@ def _userns_remap(args: argparse.Namespace, data_root: str) -> Remap | None:
         return Remap(UserNamespace(idmap))
     except OSError as e:
         sys.exit(f"berthd: cannot set up user namespace remapping: {e}")
+
+
+def _cluster_settings(args: argparse.Namespace) -> tuple[str | None, str | None, dict[str, str]]:
+    """--cluster-store, --cluster-advertise and --cluster-store-opt, or the config file's
+    "cluster-store", "cluster-advertise" and "cluster-store-opts" (not both, as dockerd)."""
+    import json
+
+    opts = dict(o.partition("=")[::2] for o in args.cluster_store_opt)
+    flags = {"cluster-store": args.cluster_store, "cluster-advertise": args.cluster_advertise,
+             "cluster-store-opts": opts or None}
+    if args.config_file:
+        try:
+            with open(args.config_file) as f:
+                config = json.load(f)
+        except FileNotFoundError:
+            config = {}
+        except (OSError, ValueError) as e:
+            sys.exit(f"berthd: unable to configure the daemon with file {args.config_file}: {e}")
+        for key, flag in flags.items():
+            in_file = config.get(key) if isinstance(config, dict) else None
+            if in_file is not None and flag is not None:
+                sys.exit(f"berthd: the following directives are specified both as a flag and in the configuration "
+                         f"file: {key}: (from flag: {flag}, from file: {in_file})")
+            if in_file is not None:
+                flags[key] = in_file
+    store, advertise = flags["cluster-store"], flags["cluster-advertise"]
+    return (str(store) if store else None, str(advertise) if advertise else None,
+            {str(k): str(v) for k, v in (flags["cluster-store-opts"] or {}).items()})
+
+
+def _overlay_service(args: argparse.Namespace, engine_id: str) -> OverlayService | None:
+    """The overlay networks' service when a cluster store is configured; exits on bad settings."""
+    from ipaddress import IPv4Address
+
+    store, advertise, opts = _cluster_settings(args)
+    if not store:
+        if advertise:
+            sys.exit("berthd: --cluster-advertise needs --cluster-store")
+        return None
+    if not advertise:
+        sys.exit("berthd: --cluster-store needs --cluster-advertise ADDR|IFACE (where the other engines send "
+                 "this one's VXLAN traffic)")
+    from berth.etcd import EtcdClient
+
+    from .overlay import OverlayService, parse_store
+
+    unknown = sorted(set(opts) - {"discovery.ttl"})
+    ttl = opts.get("discovery.ttl", "15").removesuffix("s")
+    if unknown or not ttl.isdigit() or int(ttl) < 1:
+        sys.exit(f"berthd: unsupported --cluster-store-opt {unknown or opts}: only discovery.ttl=SECONDS")
+    # docker's form ADDR:PORT or IFACE:PORT: the port is VXLAN's own here
+    where = advertise.rsplit(":", 1)[0] if advertise.count(":") == 1 else advertise
+    try:
+        endpoints = parse_store(store)
+        vtep = IPv4Address(where)
+    except ValueError as e:
+        if "cluster store" in str(e):
+            sys.exit(f"berthd: {e}")
+        from berth.common.errors import NotFound
+        from berth.network import links
+        from berth.network.overlay import vtep_of
+
+        with links.host_ipr() as ipr:
+            try:
+                vtep = vtep_of(ipr, where)
+            except NotFound as nf:
+                sys.exit(f"berthd: --cluster-advertise: {nf.message}")
+    return OverlayService(EtcdClient(endpoints), vtep, engine_id, int(ttl))
 
 
 def _reload_config(path: str, system_b: object) -> None:

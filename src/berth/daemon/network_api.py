@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from berth.common.errors import InvalidParameter
+from berth.common.errors import Conflict, InvalidParameter
 
 from .containers import ContainerService
 from .model import Container
@@ -49,7 +49,10 @@ class NetworkAPI:
                 continue
             if not _matches(n, {k: v for k, v in filters.items() if k in ("label", "label!")}, False):
                 continue
-            await self.svc.remove(n.id, cs)
+            try:
+                await self.svc.remove(n.id, cs)
+            except Conflict:  # an overlay network in use on another engine
+                continue
             deleted.append(n.name)
         return {"NetworksDeleted": deleted or None}
 
@@ -84,7 +87,7 @@ def _matches(n: Network, filters: dict[str, list[str]], used: bool) -> bool:
         return False
     if filters.get("driver") and n.driver not in filters["driver"]:
         return False
-    if filters.get("scope") and "local" not in filters["scope"]:
+    if filters.get("scope") and ("global" if n.driver == "overlay" else "local") not in filters["scope"]:
         return False
     if filters.get("type"):
         kinds = set(filters["type"])

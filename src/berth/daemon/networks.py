@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
     from berth.network.dns import DnsServer, Sockets
 
+    from .overlay import OverlayService
+
 log = logging.getLogger("berth.networks")
 
 SCHEMA = """
@@ -159,7 +161,7 @@ class NetworkService:
         self.events = events
         self.opts = opts or NetworkSettingsOptions()
         self.netns_dir = os.path.join(exec_root, "netns")
-        self._driver_factory = driver_factory or _bridge_driver
+        self._driver_factory = driver_factory or (lambda prefix: _bridge_driver(prefix, self.overlay is not None))
         self._driver: NetworkDriver | None = None
         self._driver_lock = threading.Lock()
         self.ipam = Ipam(self.opts.pools)
@@ -172,6 +174,8 @@ class NetworkService:
         # Running containers with an address on a user-defined network: the built-in DNS's table.
         self._live: dict[str, Container] = {}
         self._dns: DnsServer | None = None
+        # Overlay networks (records in the cluster store), set by the daemon with --cluster-store.
+        self.overlay: OverlayService | None = None
         db.ensure_schema(SCHEMA)
         for row in db.query("SELECT record FROM networks"):
             n = Network.from_record(json.loads(row["record"]))
@@ -211,6 +215,15 @@ class NetworkService:
 
     def all(self) -> list[Network]:
         return list(self._nets.values())
+
+    def set_overlay_networks(self, nets: list[Network]) -> None:
+        """The cluster's overlay networks now (from the store's watch): kept beside the local ones,
+        in memory only."""
+        ids = {n.id for n in nets}
+        for nid in [k for k, n in self._nets.items() if n.driver == "overlay" and k not in ids]:
+            del self._nets[nid]
+        for n in nets:
+            self._nets[n.id] = n
 
     def get(self, ref: str) -> Network:
         """By full id, name, or unique id prefix, as dockerd resolves networks."""
@@ -281,6 +294,8 @@ class NetworkService:
         if any(n.name == name for n in self._nets.values()):
             raise Conflict(f"network with name {name} already exists")
         driver = body.get("Driver") or "bridge"
+        if driver == "overlay":
+            return await self._create_overlay(body)
         if driver != "bridge":
             if driver in ("host", "null"):
                 raise Forbidden(f"only one instance of \"{driver}\" network is allowed")
@@ -344,6 +359,16 @@ class NetworkService:
         self.events.publish("network", "create", nid, {"name": name, "type": "bridge"})
         return {"Id": nid, "Warning": ""}
 
+    async def _create_overlay(self, body: dict[str, Any]) -> dict[str, Any]:
+        overlay = self.overlay
+        if overlay is None:
+            raise Forbidden("overlay networks need a cluster store: start berthd with --cluster-store "
+                            "etcd://HOST:PORT and --cluster-advertise ADDR|IFACE")
+        n = await asyncio.to_thread(overlay.create, body)
+        self._nets[n.id] = n
+        self.events.publish("network", "create", n.id, {"name": n.name, "type": "overlay"})
+        return {"Id": n.id, "Warning": ""}
+
     async def remove(self, ref: str, containers: list[Container]) -> None:
         n = self.get(ref)
         if n.predefined:
@@ -354,6 +379,11 @@ class NetworkService:
         if used:
             raise Conflict(f"error while removing network: network {n.name} id {n.id} has active endpoints "
                            f"({', '.join(c.name for c in used)})")
+        if n.driver == "overlay" and self.overlay is not None:  # cluster-wide, refused while in use anywhere
+            await asyncio.to_thread(self.overlay.remove, n)
+            self._nets.pop(n.id, None)
+            self.events.publish("network", "destroy", n.id, {"name": n.name, "type": n.driver})
+            return
         await asyncio.to_thread(lambda: self._driver_now().delete_network(n.id))
         del self._nets[n.id]
         self.ipam.remove_network(n.id)
@@ -412,7 +442,7 @@ class NetworkService:
             n = self._nets.get(nid) or self._by_name(key)
             if n is None and strict and key not in PREDEFINED:
                 raise NotFound(f"network {key} not found")
-            if n is not None and n.driver == "bridge":
+            if n is not None and n.driver in ("bridge", "overlay"):
                 out.append((key, n))
         return out
 
@@ -427,6 +457,10 @@ class NetworkService:
         ep = c.networks.get(n.name) or {}
         wanted = ((ep.get("IPAMConfig") or {}).get("IPv4Address")) or None
         wanted6 = ((ep.get("IPAMConfig") or {}).get("IPv6Address")) or None
+        if n.driver == "overlay" and self.overlay is not None:  # cluster-wide, in the store
+            ip = self.overlay.allocate(n.id, c.id, wanted)
+            self._save_ep({"container_id": c.id, "network_id": n.id, "ip": str(ip), "ip6": None, "endpoint": None})
+            return ip, None
         ip = self.ipam.allocate(n.id, wanted)
         try:
             ip6 = self.ipam.allocate6(n.id, wanted6)
@@ -437,6 +471,12 @@ class NetworkService:
                        "ip6": str(ip6) if ip6 else None, "endpoint": None})
         self._save_ipam()
         return ip, ip6
+
+    async def _allocation_async(self, c: Container, n: Network) -> tuple[IPv4Address, IPv6Address | None]:
+        """`_allocation`, off the event loop for an overlay network (its addresses are in the store)."""
+        if n.driver == "overlay":
+            return await asyncio.to_thread(self._allocation, c, n)
+        return self._allocation(c, n)
 
     def port_bindings(self, c: Container) -> tuple[PortBinding, ...]:
         hc = c.host_config
@@ -477,7 +517,7 @@ class NetworkService:
             return Attachment(None, []), None
         ports = self.port_bindings(c)
         link_hosts, link_env = self._links(c, nets)
-        both = [self._allocation(c, n) for _, n in nets]
+        both = [await self._allocation_async(c, n) for _, n in nets]
         ips = [ip for ip, _ in both]
         ip6s = [ip6 for _, ip6 in both]
         # docker's rule: the built-in DNS for a container on any user-defined network
@@ -493,9 +533,9 @@ class NetworkService:
             done: list[Endpoint] = []
             try:
                 for i, ((key, _n), ip, ip6) in enumerate(zip(nets, ips, ip6s, strict=True)):
-                    done.append(drv.connect(c.id, _n.id, path, f"eth{i}", ip, ports if i == 0 else (),
-                                            default_route=i == 0, mac=_mac_opt(c.networks.get(key), ip),
-                                            ip6=ip6))
+                    done.append(self._linker(_n, drv).connect(
+                        c.id, _n.id, path, f"eth{i}", ip, ports if i == 0 else (), default_route=i == 0,
+                        mac=_mac_opt(c.networks.get(key), ip), ip6=ip6))
             except BaseException:
                 for ep in done:
                     drv.disconnect(ep, delete_link=False)
@@ -559,9 +599,31 @@ class NetworkService:
         c.ports = ports_view(c, eps[0].ports if eps else ())
         if any(not n.predefined for _, n in nets):
             self._live[c.id] = c
+        await self._publish_overlay(c, [(key, n) for key, n in nets if n.driver == "overlay"])
         self._update_parents(c)
 
+    def _linker(self, n: Network, drv: NetworkDriver) -> NetworkDriver | OverlayService:
+        """Who wires a container into `n`: the overlay service for overlay networks."""
+        return self.overlay if n.driver == "overlay" and self.overlay is not None else drv
+
+    async def _publish_overlay(self, c: Container, nets: list[tuple[str, Network]]) -> None:
+        """The container's overlay endpoints into the store (the other engines program them and
+        their DNS answers them); before its process starts."""
+        overlay = self.overlay
+        if overlay is None or not nets:
+            return
+
+        def publish() -> None:
+            for key, n in nets:
+                overlay.publish(c, n, c.networks[key])
+
+        await asyncio.to_thread(publish)
+
     def _ep_view(self, n: Network, ep: Endpoint) -> dict[str, Any]:
+        if n.driver == "overlay":  # no gateway: an overlay is not a way out (see daemon/overlay.py)
+            return {"NetworkID": n.id, "EndpointID": _endpoint_id(ep), "Gateway": "", "IPAddress": str(ep.ip),
+                    "IPPrefixLen": ep.prefixlen, "MacAddress": ep.mac, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                    "GlobalIPv6PrefixLen": 0}
         na = self.ipam.networks[n.id]
         na6 = self.ipam.networks6.get(n.id)
         return {"NetworkID": n.id, "EndpointID": _endpoint_id(ep), "Gateway": str(na.gateway),
@@ -574,6 +636,8 @@ class NetworkService:
         self._live.pop(c.id, None)
         if self._dns is not None:
             self._dns.stop(c.id)  # its sockets hold the netns alive
+        if self.overlay is not None:
+            await asyncio.to_thread(self.overlay.withdraw, c.id)
         recs = [r for r in self._endpoint_rows(c.id) if r.get("endpoint")]
         path = os.path.join(self.netns_dir, c.id)
         if not recs and not os.path.exists(path):
@@ -614,7 +678,7 @@ class NetworkService:
     async def connect(self, n: Network, c: Container, cfg: dict[str, Any]) -> None:
         """`network connect`: a running container gets the link now, a stopped one at its start."""
         mode = c.host_config.get("NetworkMode") or "default"
-        if mode in ("host", "none") or mode.startswith("container:") or n.driver != "bridge":
+        if mode in ("host", "none") or mode.startswith("container:") or n.driver not in ("bridge", "overlay"):
             raise Forbidden("container cannot be disconnected from host network or connected to host "
                             "network" if "host" in (mode, n.name) else
                             f"container {c.name} is in network mode {mode}: it cannot join other networks")
@@ -625,13 +689,13 @@ class NetworkService:
         c.networks[n.name] = ep_view
         if c.running:
             try:
-                ip, ip6 = self._allocation(c, n)
+                ip, ip6 = await self._allocation_async(c, n)
                 path = os.path.join(self.netns_dir, c.id)
                 ifname = f"eth{len(c.networks) - 1}"
 
                 def link() -> Endpoint:
-                    return self._driver_now().connect(c.id, n.id, path, ifname, ip, (), default_route=False,
-                                                      mac=_mac_opt(ep_view, ip), ip6=ip6)
+                    return self._linker(n, self._driver_now()).connect(
+                        c.id, n.id, path, ifname, ip, (), default_route=False, mac=_mac_opt(ep_view, ip), ip6=ip6)
 
                 ep = await asyncio.to_thread(link)
             except BaseException:
@@ -644,6 +708,7 @@ class NetworkService:
             if not n.predefined:
                 ep_view["DNSNames"] = dns_names(c, ep_view)
                 self._live[c.id] = c  # its names resolve on `n` from now on
+                await self._publish_overlay(c, [(n.name, n)] if n.driver == "overlay" else [])
             else:
                 self._update_parents(c)
         self.events.publish("network", "connect", n.id, {"name": n.name, "type": n.driver, "container": c.id})
@@ -656,6 +721,9 @@ class NetworkService:
                 self._save_ipam()
 
     def _release_row(self, r: dict[str, Any]) -> None:
+        if self.overlay is not None and r["network_id"] not in self.ipam.networks:  # an overlay's: in the store
+            self.overlay.release(r["network_id"], IPv4Address(r["ip"]))
+            return
         self.ipam.release(r["network_id"], IPv4Address(r["ip"]))
         if r.get("ip6"):
             self.ipam.release6(r["network_id"], IPv6Address(r["ip6"]))
@@ -664,8 +732,10 @@ class NetworkService:
         key = next((k for k in c.networks if k == n.name or _net_id(c, k) == n.id), None)
         if key is None:
             raise Forbidden(f"container {c.id} is not connected to network {n.name}")
-        if n.driver != "bridge":
+        if n.driver not in ("bridge", "overlay"):
             raise Forbidden("container cannot be disconnected from host network or connected to host network")
+        if n.driver == "overlay" and self.overlay is not None:
+            await asyncio.to_thread(self.overlay.withdraw, c.id, n.id)
         rec = next((r for r in self._endpoint_rows(c.id) if r["network_id"] == n.id), None)
         if rec and rec.get("endpoint"):
             ep = Endpoint.from_dict(rec["endpoint"])
@@ -679,6 +749,8 @@ class NetworkService:
     # --- API shapes -------------------------------------------------------------------------------
     def inspect_view(self, n: Network, containers: list[Container]) -> dict[str, Any]:
         ipam_cfg: list[dict[str, str]] = []
+        if n.driver == "overlay":
+            ipam_cfg = [dict(c) for c in n.ipam_config]
         if n.id in self.ipam.networks:
             na = self.ipam.networks[n.id]
             entry = {"Subnet": str(na.subnet), "Gateway": str(na.gateway)}
@@ -703,12 +775,17 @@ class NetworkService:
                                      else "",
                                      "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
                                      if ep.get("GlobalIPv6Address") else ""}
-        return {"Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local", "Driver": n.driver,
+        if n.driver == "overlay" and self.overlay is not None:  # the engines with endpoints on it, as swarm's
+            extra: dict[str, Any] = {"Peers": self.overlay.peers_view(n.id)}
+        else:
+            extra = {}
+        return {"Name": n.name, "Id": n.id, "Created": n.created,
+                "Scope": "global" if n.driver == "overlay" else "local", "Driver": n.driver,
                 "EnableIPv6": n.ipv6, "IPAM": {"Driver": "default", "Options": None if n.ipam_options is None else dict(n.ipam_options),
                                               "Config": ipam_cfg},
                 "Internal": n.internal, "Attachable": n.attachable, "Ingress": False,
                 "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": members,
-                "Options": dict(n.options), "Labels": dict(n.labels)}
+                "Options": dict(n.options), "Labels": dict(n.labels), **extra}
 
     # --- built-in DNS ------------------------------------------------------------------------
     def _dns_server(self) -> DnsServer:
@@ -720,7 +797,8 @@ class NetworkService:
 
     def _user_net(self, view: dict[str, Any]) -> Network | None:
         n = self._nets.get(str(view.get("NetworkID") or ""))
-        return n if n is not None and n.driver == "bridge" and not n.predefined and view.get("IPAddress") else None
+        user = n is not None and n.driver in ("bridge", "overlay") and not n.predefined
+        return n if user and view.get("IPAddress") else None
 
     def has_dns(self, container_id: str) -> bool:
         return self._dns is not None and self._dns.serving(container_id)
@@ -755,6 +833,13 @@ class NetworkService:
                     ips.append(str(view["IPAddress"]))
                     if view.get("GlobalIPv6Address"):
                         ips.append(str(view["GlobalIPv6Address"]))
+        for n in mine.values():  # overlay networks: the other engines' containers, from the store
+            if n.driver == "overlay" and self.overlay is not None:
+                suffix = "." + n.name.lower()
+                for ep in self.overlay.remote(n.id):
+                    names = {x.lower() for x in ep.names}
+                    if name in names or (name.endswith(suffix) and name[: -len(suffix)] in names):
+                        ips.append(ep.ip)
         return ips or None
 
     def reverse(self, container_id: str, ip: str) -> str | None:
@@ -767,6 +852,12 @@ class NetworkService:
                 n = self._user_net(view)
                 if n is not None and n.id in mine and ip in (view.get("IPAddress"), view.get("GlobalIPv6Address")):
                     return f"{c.name}.{n.name}"
+        for nid in mine:
+            n = self._nets.get(nid)
+            if n is not None and n.driver == "overlay" and self.overlay is not None:
+                for ep in self.overlay.remote(nid):
+                    if ep.ip == ip:
+                        return f"{ep.name}.{n.name}"
         return None
 
     def upstreams(self, container_id: str) -> list[str]:
@@ -798,6 +889,10 @@ class NetworkService:
                 await self._dns_server().serve(c.id, socks)
             except (OSError, BerthError) as e:
                 log.warning("built-in DNS of %s not restored: %s", c.id[:12], e)
+        if self.overlay is not None:  # their overlay endpoints, under this daemon's lease
+            running = [(c, n, v) for c in self._live.values() for v in c.networks.values()
+                       if (n := self._user_net(v)) is not None and n.driver == "overlay"]
+            await asyncio.to_thread(self.overlay.restore, running)
 
     # --- legacy links -----------------------------------------------------------------------------
     def register_links(self, c: Container) -> list[str] | None:
@@ -930,11 +1025,11 @@ def _rewrite_hosts(path: str, aliases: list[str], ip: str | None) -> None:
             f.write("".join(out))
 
 
-def _bridge_driver(prefix: str) -> NetworkDriver:
+def _bridge_driver(prefix: str, overlay: bool = False) -> NetworkDriver:
     from berth.network.bridge import BridgeDriver  # pyroute2: only once a network is used
     from berth.network.iptables import Firewall
 
-    return BridgeDriver(Firewall(prefix))
+    return BridgeDriver(Firewall(prefix, accept_overlay=overlay))
 
 
 def _net_id(c: Container, key: str) -> str:

@@ -19,6 +19,11 @@ Layout (prefix `BERTH` by default; tests and side-by-side daemons use their own)
   nat POSTROUTING    -> BERTH-POSTROUTING: masquerade out of the host, of 127.0.0.0/8 into the
                         bridge (publishing on 127.0.0.1 with route_localnet), and hairpin
 
+Overlay networks (an engine with a cluster store): their bridges (`ov-<id>`, no address, so
+nothing is routed between them) carry bridged traffic between the VXLAN device and the
+containers' veths, which br_netfilter sends through FORWARD: one rule accepts it within any
+overlay bridge (`-i ov-+ -o ov-+`), first, as a DROP policy would otherwise drop it.
+
 IPv6 (`--ipv6` networks): the same chains in ip6tables, with the same forward, isolation and
 masquerade rules for the networks' IPv6 subnets (as dockerd with `ip6tables` on). Published ports
 stay IPv4. They are written only once a network has IPv6, or when a previous daemon left them.
@@ -38,6 +43,7 @@ from berth.common.errors import SystemError_
 from berth.network.model import NetworkConfig, PortBinding
 
 Runner = Callable[[list[str], str | None], subprocess.CompletedProcess[str]]
+OVERLAY_BRIDGES = "ov-+"  # berth.network.overlay's bridge names
 
 
 @dataclass(frozen=True)
@@ -100,12 +106,14 @@ def _match(p: PortBinding) -> str:
 
 
 def render(chains: Chains, networks: Iterable[NetworkConfig],
-           published: Iterable[Published]) -> dict[str, str]:
-    """iptables-restore input per table for the given state. Pure."""
+           published: Iterable[Published], overlay: bool = False) -> dict[str, str]:
+    """iptables-restore input per table for the given state (`overlay`: accept bridged traffic in
+    overlay bridges). Pure."""
     c = chains
     nets = sorted(networks, key=lambda n: n.bridge)
     pubs = sorted(published, key=lambda p: (p.bridge, int(p.ip), p.port.proto, p.port.host_port))
-    fwd: list[str] = [f"-A {c.forward} -j {c.iso1}"] if nets else []
+    fwd: list[str] = [f"-A {c.forward} -i {OVERLAY_BRIDGES} -o {OVERLAY_BRIDGES} -j ACCEPT"] if overlay else []
+    fwd += [f"-A {c.forward} -j {c.iso1}"] if nets else []
     iso1: list[str] = []
     iso2: list[str] = []
     post: list[str] = []
@@ -197,8 +205,9 @@ def _run(argv: list[str], stdin: str | None) -> subprocess.CompletedProcess[str]
 class Firewall:
     """Writes berth's chains. Not thread-safe: the driver serialises calls."""
 
-    def __init__(self, prefix: str = "BERTH", run: Runner = _run) -> None:
+    def __init__(self, prefix: str = "BERTH", run: Runner = _run, accept_overlay: bool = False) -> None:
         self.chains = Chains(prefix)
+        self.accept_overlay = accept_overlay
         self._run = run
         self._jumps_checked = False
         self._v6: bool | None = None  # ip6tables chains written; None: not known yet (new daemon)
@@ -212,7 +221,7 @@ class Firewall:
         """Make berth's chains hold exactly the rules for this state, and the jumps into them exist
         (checked once per instance, i.e. per daemon start: each check is a process)."""
         networks = list(networks)
-        text = "".join(render(self.chains, networks, published).values())
+        text = "".join(render(self.chains, networks, published, self.accept_overlay).values())
         self._check(["iptables-restore", "-w", "--noflush"], text)
         if not self._jumps_checked:
             self._ensure_jumps()

@@ -126,6 +126,25 @@ class OverlayDriver:
                            mac=ep.mac, ip=ip, prefixlen=ep.prefixlen, gateway=None, mtu=OVERLAY_MTU)
             return ep
 
+    def networks(self) -> list[str]:
+        """The ids of the networks realised on this host (by `create_network` since start)."""
+        with self._lock:
+            return list(self._nets)
+
+    def sweep(self, keep: set[str]) -> list[str]:
+        """Delete the bridges and VXLAN devices of overlay networks not in `keep` (ids): those
+        removed from the cluster while this host's daemon was down. Returns the names deleted."""
+        short = {nid[:12] for nid in keep}
+        gone = []
+        with self._lock:
+            for link in self._ipr.get_links():
+                name = link.get_attr("IFLA_IFNAME") or ""
+                if name[:3] in ("ov-", "vx-") and len(name) == 15 and name[3:] not in short:
+                    links.delete_link(self._ipr, name)
+                    gone.append(name)
+            self._nets = {k: v for k, v in self._nets.items() if k[:12] in short}
+        return gone
+
     def disconnect(self, ep: Endpoint, delete_link: bool = True) -> None:
         if delete_link:
             with self._lock:

@@ -86,7 +86,7 @@ def register(r: Router, b: ContainerBackend) -> None:
         filters = parse_filters(req.q("filters"))
         check_keys(filters, {"ancestor", "before", "expose", "exited", "health", "id", "isolation",
                              "is-task", "label", "name", "network", "publish", "since", "status",
-                             "volume"})
+                             "volume", *getattr(b, "extra_filters", ())})  # e.g. the cluster's `node`
         limit = req.qint("limit", -1) or -1
         return json_response(b.ps(req.qbool("all"), limit, req.qbool("size"), filters))
 
