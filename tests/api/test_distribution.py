@@ -118,7 +118,7 @@ def test_docker_cli_login_push_rmi_pull_keeps_id(berthd: Daemon, auth_registry: 
     docker(berthd, "logout", reg)
     assert reg not in json.loads((docker_config / "config.json").read_text()).get("auths", {})
     denied = docker(berthd, "pull", f"{reg}/t/rand:1", check=False)
-    assert denied.returncode != 0 and "unauthorized" in denied.stderr.lower(), denied.stderr
+    assert denied.returncode != 0 and "no basic auth credentials" in denied.stderr, denied.stderr
     docker(berthd, "rmi", ref)
 
 
@@ -224,8 +224,8 @@ def test_pull_refuses_corrupt_blob(berthd: Daemon, registry: Registry) -> None:
 
 # --- Debian's distribution 2.8 ------------------------------------------------------------------
 
-@pytest.fixture
-def distribution_registry(tmp_path: Path) -> Iterator[str]:
+def start_distribution(tmp_path: Path, auth: str = "") -> Iterator[str]:
+    """Debian's docker-registry on a free loopback port with a temp config; `auth` is a YAML `auth:` block."""
     if DISTRIBUTION is None:
         pytest.skip("docker-registry (distribution) is not installed")
     port = _free_port()
@@ -240,7 +240,7 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:{port}
-""")
+{auth}""")
     proc = subprocess.Popen([DISTRIBUTION, "serve", str(cfg)], stdout=subprocess.DEVNULL,
                             stderr=open(tmp_path / "registry.log", "wb"))
     try:
@@ -263,6 +263,24 @@ http:
             proc.wait(10)
 
 
+@pytest.fixture
+def distribution_registry(tmp_path: Path) -> Iterator[str]:
+    yield from start_distribution(tmp_path)
+
+
+@pytest.fixture
+def distribution_htpasswd(tmp_path: Path) -> Iterator[str]:
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(5)).decode().replace("$2b$", "$2y$", 1)
+    (tmp_path / "htpasswd").write_text(f"alice:{hashed}\n")
+    yield from start_distribution(tmp_path, f"""auth:
+  htpasswd:
+    realm: test-realm
+    path: {tmp_path / 'htpasswd'}
+""")
+
+
 def test_push_pull_with_distribution(berthd: Daemon, distribution_registry: str) -> None:
     repo = f"{distribution_registry}/dist/rand"
     image_id = make_image(berthd, f"{repo}:1", 2 << 20)
@@ -276,6 +294,27 @@ def test_push_pull_with_distribution(berthd: Daemon, distribution_registry: str)
     info = berthd.json("GET", f"/images/{repo}:1/json")
     assert isinstance(info, dict) and info["Id"] == image_id
     berthd.request("DELETE", f"/images/{repo}:1")
+
+
+@needs_docker
+def test_docker_cli_with_distribution_behind_htpasswd(berthd: Daemon, distribution_htpasswd: str,
+                                                      docker_config: Path) -> None:
+    """distribution's own Basic challenge: wrong password refused, login, push, rmi, pull, same ID."""
+    reg = distribution_htpasswd
+    ref = f"{reg}/dist/private:1"
+    image_id = make_image(berthd, ref, 1 << 20, layers=2)
+    bad = docker(berthd, "login", "-u", "alice", "--password-stdin", reg, input=b"nope\n", check=False)
+    assert bad.returncode != 0 and "unauthorized" in bad.stderr.lower(), bad.stderr
+    anon = docker(berthd, "push", ref, check=False)
+    assert anon.returncode != 0 and "no basic auth credentials" in anon.stderr, anon.stderr
+    docker(berthd, "login", "-u", "alice", "--password-stdin", reg, input=b"s3cret\n")
+    pushed = docker(berthd, "push", ref, timeout=120)
+    assert "Pushed" in pushed.stdout and "1: digest: sha256:" in pushed.stdout, pushed.stdout
+    docker(berthd, "rmi", ref)
+    pulled = docker(berthd, "pull", ref, timeout=120)
+    assert "Pull complete" in pulled.stdout, pulled.stdout
+    assert docker(berthd, "inspect", "-f", "{{.Id}}", ref).stdout.strip() == image_id
+    docker(berthd, "rmi", ref)
 
 
 def test_pull_name_unknown_says_access_denied(berthd: Daemon, registry: Registry) -> None:
@@ -315,7 +354,7 @@ def test_berth_cli_login_push_pull_logout(berthd: Daemon, auth_registry: Registr
     out = berth(berthd, "logout", reg)
     assert out.stdout.strip() == f"Removing login credentials for {reg}"
     denied = berth(berthd, "pull", ref)
-    assert denied.returncode == 1 and "unauthorized" in denied.stderr.lower(), denied
+    assert denied.returncode == 1 and "no basic auth credentials" in denied.stderr, denied
     berth(berthd, "rmi", ref)
 
 
@@ -355,3 +394,170 @@ def test_pull_index_selects_platform(berthd: Daemon, registry: Registry) -> None
     assert status == 404 and b"no matching manifest for linux/mips64" in out, out
     for image_id in ids.values():
         berthd.request("DELETE", f"/images/{image_id}?force=1")
+
+
+# --- a registry killed in the middle of a push --------------------------------------------------
+
+def _blobs_match_their_names(root: str) -> list[str]:
+    """Every blob the registry would serve: each must hash to its own name."""
+    import hashlib
+
+    names = []
+    blob_dir = Path(root) / "blobs" / "sha256"
+    for p in blob_dir.iterdir():
+        if p.name.startswith("."):
+            continue
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        assert h.hexdigest() == p.name, f"blob {p.name} holds other bytes"
+        names.append(p.name)
+    return names
+
+
+def test_registry_killed_mid_push_then_push_again(berthd: Daemon, registry: Registry) -> None:
+    import signal
+    import threading
+
+    repo = f"{registry.host}/kill/me"
+    image_id = make_image(berthd, f"{repo}:1", 48 << 20)
+    result: dict[str, object] = {}
+
+    def push() -> None:
+        result["status"], result["out"] = berthd.request("POST", f"/images/{repo}/push?tag=1", timeout=120)
+
+    uploads = Path(registry.root) / "_uploads"
+    t = threading.Thread(target=push)
+    t.start()
+    deadline = time.time() + 60
+    killed = False
+    while time.time() < deadline and t.is_alive():
+        sizes = [p.stat().st_size for p in uploads.glob("*/data") if p.exists()]
+        if any(s > (4 << 20) for s in sizes):  # bytes of the big layer are arriving: kill now
+            registry.stop(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.002)
+    t.join(120)
+    assert killed, "the push finished before the registry could be killed"
+    assert b"error" in result["out"], result  # type: ignore[operator]
+    registry.start()
+    big = (48 << 20) * 9 // 10
+    assert all(os.path.getsize(Path(registry.root) / "blobs" / "sha256" / n) < big
+               for n in _blobs_match_their_names(registry.root)), "a partial layer became a blob"
+    assert registry.request("GET", "/v2/kill/me/tags/list").status == 404
+
+    status, out = berthd.request("POST", f"/images/{repo}/push?tag=1", timeout=120)
+    assert status == 200 and b'"aux"' in out and b"errorDetail" not in out, out
+    _blobs_match_their_names(registry.root)
+    berthd.request("DELETE", f"/images/{repo}:1")
+    status, out = berthd.request("POST", f"/images/create?fromImage={repo}&tag=1", timeout=120)
+    assert status == 200 and b"Downloaded newer image" in out, out
+    info = berthd.json("GET", f"/images/{repo}:1/json")
+    assert isinstance(info, dict) and info["Id"] == image_id
+    berthd.request("DELETE", f"/images/{repo}:1")
+
+
+# --- a docker.io mirror ---------------------------------------------------------------------------
+
+@needs_docker
+def test_registry_mirror_makes_docker_pull_busybox_work_offline(fresh_berthd: Callable[..., Daemon],
+                                                                registry: Registry) -> None:
+    """`berthd --registry-mirror`: `docker pull busybox` comes from the mirror (no internet here);
+    a dead mirror listed first is skipped."""
+    skopeo = shutil.which("skopeo")
+    if skopeo is None:
+        pytest.skip("skopeo is not installed")
+    from tests.conftest import busybox_tar
+
+    r = subprocess.run([skopeo, "--insecure-policy", "copy", "--dest-tls-verify=false",
+                        f"docker-archive:{busybox_tar()}", f"docker://{registry.host}/library/busybox:latest"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    d = fresh_berthd(["--registry-mirror", f"http://127.0.0.1:{_free_port()}",
+                      "--registry-mirror", f"http://{registry.host}"])
+    d.request("DELETE", "/images/busybox:latest?force=1")
+    out = docker(d, "pull", "busybox", timeout=120)
+    assert "Pull complete" in out.stdout and "Status: Downloaded newer image for busybox:latest" in out.stdout, out
+    assert docker(d, "run", "--rm", "busybox", "echo", "from-mirror").stdout.strip() == "from-mirror"
+    missing = docker(d, "pull", "busybox:nope", check=False)
+    assert missing.returncode != 0
+
+
+def test_push_resumes_when_the_registry_restarts(berthd: Daemon, registry: Registry) -> None:
+    """Killed and back within a second: the same push asks the session's offset and sends the rest."""
+    import signal
+    import threading
+
+    repo = f"{registry.host}/resume/push"
+    image_id = make_image(berthd, f"{repo}:1", 48 << 20)
+    result: dict[str, object] = {}
+
+    def push() -> None:
+        result["status"], result["out"] = berthd.request("POST", f"/images/{repo}/push?tag=1", timeout=120)
+
+    uploads = Path(registry.root) / "_uploads"
+    t = threading.Thread(target=push)
+    t.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and t.is_alive():
+        if any(p.stat().st_size > (4 << 20) for p in uploads.glob("*/data") if p.exists()):
+            registry.stop(signal.SIGKILL)
+            registry.start()
+            break
+        time.sleep(0.002)
+    t.join(120)
+    out = result["out"]
+    assert result["status"] == 200 and b'"aux"' in out and b"errorDetail" not in out, out  # type: ignore[operator]
+    _blobs_match_their_names(registry.root)
+    berthd.request("DELETE", f"/images/{repo}:1")
+    status, out = berthd.request("POST", f"/images/create?fromImage={repo}&tag=1", timeout=120)
+    assert status == 200 and b"Downloaded newer image" in out, out
+    assert berthd.json("GET", f"/images/{repo}:1/json")["Id"] == image_id  # type: ignore[index]
+    berthd.request("DELETE", f"/images/{repo}:1")
+
+
+def test_pull_refuses_a_blob_that_unpacks_fine_but_has_other_bytes(berthd: Daemon, registry: Registry) -> None:
+    """The same tar gzipped differently: the DiffID matches, the blob digest does not. The layer
+    streams into the store while it downloads, yet nothing is committed."""
+    import gzip
+
+    repo = f"{registry.host}/swap/img"
+    make_image(berthd, f"{repo}:1", 1 << 18)
+    status, out = berthd.request("POST", f"/images/{repo}/push?tag=1")
+    assert status == 200, out
+    berthd.request("DELETE", f"/images/{repo}:1")
+    manifest = json.loads(registry.request("GET", "/v2/swap/img/manifests/1", headers={
+        "Accept": "application/vnd.docker.distribution.manifest.v2+json"}).body)
+    blob = Path(registry.root) / "blobs" / "sha256" / manifest["layers"][0]["digest"].split(":")[1]
+    blob.write_bytes(gzip.compress(gzip.decompress(blob.read_bytes()), compresslevel=9, mtime=1))
+    before = {p.name for p in (Path(berthd.root) / "overlay").iterdir()} if (Path(berthd.root) / "overlay").exists() \
+        else set()
+    status, out = berthd.request("POST", f"/images/create?fromImage={repo}&tag=1")
+    assert b"verification failed" in out, out
+    assert berthd.request("GET", f"/images/{repo}:1/json")[0] == 404
+    after = {p.name for p in (Path(berthd.root) / "overlay").iterdir()} if (Path(berthd.root) / "overlay").exists() \
+        else set()
+    assert after == before, "a layer directory was left behind"
+
+
+def test_pull_all_tags(berthd: Daemon, registry: Registry) -> None:
+    """`berth pull -a` (and the API with no tag): every tag of the repository."""
+    repo = f"{registry.host}/all/tags"
+    ids = {}
+    for tag in ("a", "b", "c"):
+        ids[tag] = make_image(berthd, f"{repo}:{tag}", 1 << 12)
+        status, out = berthd.request("POST", f"/images/{repo}/push?tag={tag}")
+        assert status == 200 and b'"aux"' in out, out
+        berthd.request("DELETE", f"/images/{repo}:{tag}")
+    out = berth(berthd, "pull", "-a", repo)
+    assert out.returncode == 0, out
+    assert out.stdout.count("Pulling from all/tags") == 3 and f"Status: Downloaded newer image for {repo}" in out.stdout
+    for tag, image_id in ids.items():
+        assert berthd.json("GET", f"/images/{repo}:{tag}/json")["Id"] == image_id  # type: ignore[index]
+    status, out = berthd.request("POST", f"/images/create?fromImage={repo}")
+    assert status == 200 and f"Status: Image is up to date for {repo}".encode() in out, out
+    assert berth(berthd, "pull", "-a", f"{repo}:a").returncode == 1
+    for tag in ids:
+        berthd.request("DELETE", f"/images/{repo}:{tag}")

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,7 @@ class Registry:
     args: list[str]
     proc: subprocess.Popen[bytes]
     auth: tuple[str, str] | None = None
+    tls: ssl.SSLContext | None = None  # how the tests trust a registry started with --tls-cert
 
     @property
     def host(self) -> str:
@@ -70,7 +72,8 @@ class Registry:
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None, auth: bool = True) -> Reply:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        conn = (http.client.HTTPSConnection("127.0.0.1", self.port, timeout=60, context=self.tls) if self.tls
+                else http.client.HTTPConnection("127.0.0.1", self.port, timeout=60))
         hdrs = dict(headers or {})
         if auth and self.auth:
             hdrs["Authorization"] = "Basic " + base64.b64encode(":".join(self.auth).encode()).decode()
@@ -135,9 +138,9 @@ def make_registry() -> Iterator[Callable[..., Registry]]:
     made: list[Registry] = []
     tmp = tempfile.mkdtemp(prefix="breg-")
 
-    def make(*args: str, auth: tuple[str, str] | None = None) -> Registry:
+    def make(*args: str, auth: tuple[str, str] | None = None, tls: ssl.SSLContext | None = None) -> Registry:
         root = os.path.join(tmp, f"root{len(made)}")
-        reg = Registry(root, _free_port(), list(args), None, auth)  # type: ignore[arg-type]
+        reg = Registry(root, _free_port(), list(args), None, auth, tls)  # type: ignore[arg-type]
         reg.start()
         made.append(reg)
         return reg
@@ -514,3 +517,25 @@ def test_upload_survives_a_killed_server(registry: Registry) -> None:
     assert registry.request("PUT", f"{loc}?digest={sha256(data)}").status == 201
     assert registry.request("GET", f"/v2/k/blobs/{sha256(data)}").body == data
     assert os.listdir(os.path.join(registry.root, "_uploads")) == []
+
+
+def test_online_gc_spares_recent_blobs(registry: Registry) -> None:
+    """`gc --online` while the registry serves: old garbage goes; a blob just uploaded (a push in
+    flight, no manifest yet) and everything referenced stay, and the push can still finish."""
+    keep, _ = registry.push_image("ogc/keep", "v1", b"kept layer")
+    old_garbage = registry.push_blob("ogc/junk", b"old garbage")
+    in_flight = registry.push_blob("ogc/new", b"uploaded, manifest not yet pushed")
+    hour_ago = time.time() - 3600
+    for p in Path(registry.root).rglob(old_garbage.split(":")[1]):
+        os.utime(p, (hour_ago, hour_ago))
+    out = subprocess.run([sys.executable, "-m", "berth.registry.server", "gc", "--root", registry.root, "--online",
+                          "--grace", "600"], capture_output=True, text=True, check=True).stdout
+    assert f"removed {old_garbage}" in out and in_flight not in out and keep not in out, out
+    assert registry.request("GET", f"/v2/ogc/junk/blobs/{old_garbage}").status == 404
+    assert registry.request("GET", f"/v2/ogc/keep/blobs/{sha256(b'kept layer')}").status == 200
+    cfg = registry.push_blob("ogc/new", b"{}")
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": EMPTY_CONFIG, "digest": cfg, "size": 2},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": in_flight,
+                            "size": len(b"uploaded, manifest not yet pushed")}]}
+    assert registry.push_manifest("ogc/new", "v1", manifest).status == 201

@@ -33,7 +33,13 @@ def test_hosts() -> None:
     assert (tcp.tcp_host, tcp.tcp_port) == ("10.0.0.1", 2376)
     assert parse_host("http://[::1]").tcp_port == 2375
     assert parse_host("tcp://[::1]:99").tcp_host == "::1"
-    for bad in ("ssh://host", "nonsense", "unix://", "tcp://h:x"):
+    # ssh:// runs what the docker CLI runs: the remote `docker [--host unix://PATH] system dial-stdio`
+    assert parse_host("ssh://root@h:2222/run/b.sock").ssh_argv == (
+        "ssh", "-o", "ConnectTimeout=30", "-T", "-l", "root", "-p", "2222", "--", "h", "docker",
+        "--host", "unix:///run/b.sock", "system", "dial-stdio")
+    assert parse_host("ssh://h").ssh_argv == ("ssh", "-o", "ConnectTimeout=30", "-T", "--", "h", "docker",
+                                              "system", "dial-stdio")
+    for bad in ("ssh://", "ssh://h:x", "nonsense", "unix://", "tcp://h:x"):
         with pytest.raises(ValueError):
             parse_host(bad)
     assert resolve_host(None, {}) == DEFAULT_HOST

@@ -61,6 +61,10 @@ def test_defaults_merge_and_interpolation() -> None:
     ("$$A", {"A": "x"}, "$A"),
     ("${UNSET}", {}, ""),
     ("plain", {}, "plain"),
+    ("${A:-${B}}", {"B": "b"}, "b"),
+    ("${A:-${B:-${C}}}", {"C": "c"}, "c"),
+    ("${A:-x${B}y}", {"A": "", "B": "-"}, "x-y"),
+    ("${A:-${B}}", {"A": "a", "B": "b"}, "a"),
 ])
 def test_interpolate_string(value: str, env: dict[str, str], want: str) -> None:
     assert config.interpolate_string(value, env) == want

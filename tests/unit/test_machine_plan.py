@@ -73,3 +73,15 @@ def test_machines_gone_from_the_file_need_prune() -> None:
 def test_spec_round_trips_through_its_record() -> None:
     s = spec("a", labels={"x": "1"}, insecure_registries=("r:5000",), options={"log-level": "debug"})
     assert MachineSpec.from_dict(s.to_dict()) == s
+
+
+def test_ssh_access_change_reconnects_and_host_change_replaces() -> None:
+    def ssh(**opts: object) -> MachineSpec:
+        return MachineSpec("far", "ssh", {"host": "h1", "user": "root", "identity_file": "/k1", **opts})
+
+    (action,) = plan({"far": ssh(identity_file="/k2", port=2222)}, {"far": ssh()}, {"far": True}).actions
+    assert action.kind == "change" and action.reconnect and not (action.restart or action.reload or action.start)
+    assert action.reasons == ("identity_file: '/k1' -> '/k2'", "port: None -> 2222",
+                              "reconnect (the engine is untouched)")
+    (action,) = plan({"far": ssh(host="h2")}, {"far": ssh()}, {"far": True}).actions
+    assert action.kind == "replace"

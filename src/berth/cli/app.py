@@ -60,6 +60,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "push": ("registry", "push", "Upload an image to a registry"),
     "login": ("registry", "login", "Authenticate to a registry"),
     "logout": ("registry", "logout", "Log out from a registry"),
+    "registry": ("registry", "registry", "Run a registry server: serve, gc"),
     "commit": ("container_fs", "commit", "Create a new image from a container's changes"),
     "cp": ("container_fs", "cp", "Copy files/folders between a container and the local filesystem"),
     "diff": ("container_fs", "diff", "Inspect changes to files or directories on a container's filesystem"),

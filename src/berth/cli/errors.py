@@ -43,7 +43,8 @@ def run_cli(cli: click.Group, args: list[str]) -> int:
     from berth.cli.format.errors import TemplateError, TemplateSyntaxError
 
     try:
-        cli.main(args=args, prog_name="berth", standalone_mode=False)
+        # without standalone mode click returns (not raises) the code of a `click.exceptions.Exit`
+        code = cli.main(args=args, prog_name="berth", standalone_mode=False)
     except click.exceptions.MissingParameter as exc:
         exc.show()
         return 1
@@ -72,4 +73,4 @@ def run_cli(cli: click.Group, args: list[str]) -> int:
         # `berth ps | head`: the reader went away; nothing useful to report.
         sys.stderr.close()
         return 0
-    return 0
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0

@@ -1,13 +1,14 @@
 """Where the daemon listens and how to open an HTTP connection to it.
 
-Owns host-URL parsing (`unix://`, `tcp://`, `http://`) and the AF_UNIX HTTPConnection.
-Knows nothing about the Engine API itself.
+Owns host-URL parsing (`unix://`, `tcp://`, `http://`, `ssh://`) and the AF_UNIX and ssh
+HTTPConnections. Knows nothing about the Engine API itself.
 """
 
 from __future__ import annotations
 
 import http.client
 import socket
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,16 +35,52 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+class SSHHTTPConnection(http.client.HTTPConnection):
+    """An HTTPConnection over `ssh HOST docker system dial-stdio`, as the docker CLI does for ssh://:
+    the ssh client (the user's own, with their keys and config) talks to a socketpair."""
+
+    def __init__(self, argv: tuple[str, ...], timeout: float | None = None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.argv = argv
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def connect(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self._proc = subprocess.Popen(self.argv, stdin=theirs.fileno(), stdout=theirs.fileno(),
+                                          start_new_session=True)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.settimeout(self.timeout)
+        self.sock = ours
+
+    def close(self) -> None:
+        super().close()  # ssh reads EOF, the remote dial-stdio half-closes, the daemon hangs up
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:  # a stream the daemon keeps open (events)
+                proc.kill()
+                proc.wait()
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    """A parsed daemon address: either a unix socket path or a TCP host and port."""
+    """A parsed daemon address: a unix socket path, a TCP host and port, or an ssh command."""
 
     url: str
     socket_path: str | None = None
     tcp_host: str | None = None
     tcp_port: int = DEFAULT_TCP_PORT
+    ssh_argv: tuple[str, ...] | None = None
 
     def connection(self, timeout: float | None) -> http.client.HTTPConnection:
+        if self.ssh_argv is not None:
+            return SSHHTTPConnection(self.ssh_argv, timeout=timeout)
         if self.socket_path is not None:
             return UnixHTTPConnection(self.socket_path, timeout=timeout)
         assert self.tcp_host is not None
@@ -73,9 +110,34 @@ def parse_host(url: str) -> Endpoint:
         hostport = rest.split("/", 1)[0]
         host, port = _split_host_port(hostport)
         return Endpoint(url=url, tcp_host=host, tcp_port=port)
+    if scheme == "ssh":
+        return Endpoint(url=url, ssh_argv=ssh_dial_argv(url))
     raise ValueError(
-        f"unsupported host scheme {scheme!r} in {url!r} (berth speaks unix://, tcp:// and http://)"
+        f"unsupported host scheme {scheme!r} in {url!r} (berth speaks unix://, tcp://, http:// and ssh://)"
     )
+
+
+def ssh_dial_argv(url: str) -> tuple[str, ...]:
+    """The command the docker CLI runs for `ssh://[user@]host[:port][/socket]` (docker 28 spells it
+    so): the remote `docker system dial-stdio`, given the socket when the URL has a path."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"invalid host {url!r}: no host name after ssh://")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"invalid port in host {url!r}") from None
+    argv = ["ssh", "-o", "ConnectTimeout=30", "-T"]
+    if parts.username:
+        argv += ["-l", parts.username]
+    if port:
+        argv += ["-p", str(port)]
+    argv += ["--", parts.hostname, "docker"]
+    if parts.path and parts.path != "/":
+        argv += ["--host", f"unix://{parts.path}"]
+    return (*argv, "system", "dial-stdio")
 
 
 def _split_host_port(hostport: str) -> tuple[str, int]:

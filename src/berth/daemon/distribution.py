@@ -8,13 +8,16 @@ so the next push HEADs or mounts that digest instead of compressing again.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from berth.common.db import Database
 from berth.registry.client import Credentials, Endpoint, Repository, resolve
+from berth.registry.client.endpoint import DOCKER_HUB
 from berth.registry.client.session import Session
+from berth.registry.client.tls import DEFAULT_CERTS_DIR
 
 from .streams import from_thread
 
@@ -37,14 +40,35 @@ Emit = Callable[[dict[str, Any]], None]
 @dataclass
 class RegistrySettings:
     insecure: list[str] = field(default_factory=list)
+    certs_dir: str | None = DEFAULT_CERTS_DIR  # docker's /etc/docker/certs.d/<host>/ CAs and client certs
+    mirrors: list[str] = field(default_factory=list)  # docker.io mirrors (`--registry-mirror` URLs)
+    # insecure registry host -> "https" or "http", as probed once: a re-push pays no probe
+    schemes: dict[str, str] = field(default_factory=dict)
+
+    def mirror_endpoints(self, domain: str) -> list[Endpoint]:
+        """Where to try a docker.io pull first, in order; an `http://` mirror is spoken to in plain HTTP."""
+        if domain != DOCKER_HUB:
+            return []
+        out = []
+        for url in self.mirrors:
+            parts = urllib.parse.urlsplit(url if "://" in url else f"https://{url}")
+            if parts.netloc:
+                out.append(Endpoint(parts.netloc, parts.netloc, parts.scheme == "https"))
+        return out
+
+    def mirror_repository(self, endpoint: Endpoint, path: str, creds: Credentials) -> Repository:
+        return Repository(self.session(endpoint, creds, (f"repository:{path}:pull",)), path)
 
     def endpoint(self, domain: str) -> Endpoint:
         return resolve(domain, self.insecure)
 
+    def session(self, endpoint: Endpoint, creds: Credentials, scopes: tuple[str, ...] = ()) -> Session:
+        return Session(endpoint, creds, scopes, self.certs_dir, self.schemes)
+
     def repository(self, domain: str, path: str, creds: Credentials, actions: str = "pull",
                    extra_scopes: tuple[str, ...] = ()) -> Repository:
         scopes = (f"repository:{path}:{actions}", *extra_scopes)
-        return Repository(Session(self.endpoint(domain), creds, scopes), path)
+        return Repository(self.session(self.endpoint(domain), creds, scopes), path)
 
 
 @dataclass

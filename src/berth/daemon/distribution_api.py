@@ -16,11 +16,10 @@ from berth.images.store import ImageStore
 from berth.registry.client import RegistryError, decode_registry_auth
 from berth.registry.client.auth import credentials_from_json
 from berth.registry.client.endpoint import normalize_server
-from berth.registry.client.session import Session
 
 from .distribution import BlobSources, Emit, RegistrySettings, run_with_progress
 from .events import EventBus
-from .pull import Puller, parse_pull_ref
+from .pull import Puller, parse_pull_ref, wants_all_tags
 from .push import Pusher
 
 
@@ -36,6 +35,14 @@ class DistributionAPI:
     def pull(self, image: str, tag: str, platform: str, auth: str | None) -> AsyncIterator[dict[str, Any]]:
         ref = parse_pull_ref(image, tag)
         creds = decode_registry_auth(auth)
+        if wants_all_tags(image, tag):
+            untagged = reference.Reference(ref.domain, ref.path, None, None)
+
+            def work_all(emit: Emit) -> None:
+                self.puller.pull_all_tags(untagged, platform, creds, emit)
+                self.events.publish("image", "pull", untagged.name, {"name": untagged.name})
+
+            return run_with_progress(work_all)
 
         def work(emit: Emit) -> None:
             image_id = self.puller.pull(ref, platform, creds, emit)
@@ -62,7 +69,7 @@ class DistributionAPI:
         endpoint = self.settings.endpoint(server)
         if not creds.username and not creds.identity_token:
             raise InvalidParameter("Error: Non-null Username Required")
-        session = Session(endpoint, creds)
+        session = self.settings.session(endpoint, creds)
         url = f"{endpoint.base}/v2/"
         try:
             resp = session.request("GET", "/v2/", ok=(200,))

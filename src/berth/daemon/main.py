@@ -43,6 +43,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pidfile", default=None)
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]|CIDR",
                    help="registry to reach over plain HTTP (loopback registries always are)")
+    p.add_argument("--registry-mirror", action="append", default=[], metavar="URL",
+                   help="a docker.io mirror to pull from first (http://HOST:PORT or https://HOST)")
+    p.add_argument("--registry-certs-dir", default="/etc/docker/certs.d", metavar="DIR",
+                   help="per-registry CAs and client certificates, DIR/HOST[:PORT]/*.crt (docker's certs.d)")
     p.add_argument("--bridge-name", default="berth0", help="the default bridge network's interface (≤ 15 chars)")
     p.add_argument("--iptables-prefix", default="BERTH", help="prefix of berth's iptables chains")
     p.add_argument("--default-pool", default="10.210.0.0/16,size=24", metavar="CIDR[,size=N]",
@@ -174,8 +178,8 @@ async def run(args: argparse.Namespace) -> None:
                          {n: r.info.path for n, r in runtimes.items()}, args.default_runtime)
     if remap is not None:
         system_b.security_options.append("name=userns")
-    distribution_b = DistributionAPI(images, events, RegistrySettings(list(args.insecure_registry)),
-                                     os.path.join(data_root, "tmp"))
+    registries = RegistrySettings(list(args.insecure_registry), args.registry_certs_dir, list(args.registry_mirror))
+    distribution_b = DistributionAPI(images, events, registries, os.path.join(data_root, "tmp"))
     image_b = ImageAPI(images, events, os.path.join(data_root, "tmp"), lambda: "1.45")
     image_b.distribution = distribution_b
     builder = Builder(containers, images, layers, BuildCache(db, images), os.path.join(data_root, "tmp"))

@@ -1,32 +1,47 @@
 """`POST /images/create?fromImage=`: pull an image from a registry into the image store.
 
-Manifest (an index resolves to the host's platform) -> config -> layers, up to three downloading
-at once into the content store, each committed only when its digest matches; unpacking starts
-with the bottom layer as soon as it is in, while the others still download. Progress messages
-are dockerd's. The compressed blobs are dropped after unpacking (the store keeps the uncompressed
-tar); their digests are remembered per DiffID for a later push.
+Manifest (an index resolves to the host's platform) -> config -> layers, up to three at once.
+Each layer is one pass: the HTTP body is hashed, decompressed once, and unpacked while its
+uncompressed tar goes to the content store; a dropped connection resumes with a Range request.
+Nothing commits unless both the compressed digest and the DiffID match. The compressed bytes are
+never stored; their digests are remembered per DiffID for a later push. Progress messages are
+dockerd's.
 """
 
 from __future__ import annotations
 
-import functools
 import json
+import logging
 import platform as _platform
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from berth.common import reference
 from berth.common.digest import chain_ids, is_digest
 from berth.common.errors import InvalidParameter, NotFound
-from berth.images.store import ImageStore, NewLayer
+from berth.images.store import ImageStore, NewLayer, UnpackedLayer
 from berth.registry.client import Credentials, RegistryError, Repository
 from berth.registry.client.repository import parse_platform, select_platform
 
 from .distribution import BlobSource, BlobSources, Emit, RegistrySettings, Throttle, progress_bar, short
 
+log = logging.getLogger("berth.pull")
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 CONCURRENCY = 3
+
+
+def _vanished() -> BinaryIO:
+    # a layer present when the pull began was removed before the image was recorded
+    raise NotFound("a layer of the image was removed during the pull; pull again")
+
+
+def wants_all_tags(image: str, tag: str) -> bool:
+    """dockerd pulls every tag when neither fromImage nor tag names one (`docker pull -a`)."""
+    try:
+        ref = reference.parse(image)
+    except reference.InvalidReference:
+        return False
+    return not tag and not ref.tag and not ref.digest
 
 
 def parse_pull_ref(image: str, tag: str) -> reference.Reference:
@@ -51,14 +66,43 @@ class Puller:
         self.settings = settings
 
     def pull(self, ref: reference.Reference, platform: str, creds: Credentials, emit: Emit) -> str:
-        """Blocking; returns the image ID."""
+        """Blocking; returns the image ID. A docker.io image is tried on each mirror first, as
+        dockerd does: any failure there (down, missing, refused) falls through to the next."""
+        for endpoint in self.settings.mirror_endpoints(ref.domain):
+            mirror = self.settings.mirror_repository(endpoint, ref.path, Credentials())
+            try:
+                return self._pull(mirror, ref, platform, emit)
+            except (RegistryError, NotFound) as e:
+                log.info("mirror %s: %s; trying the next", endpoint.name, e)
+            finally:
+                mirror.session.close()
         repo = self.settings.repository(ref.domain, ref.path, creds)
         try:
             return self._pull(repo, ref, platform, emit)
         finally:
             repo.session.close()
 
-    def _pull(self, repo: Repository, ref: reference.Reference, platform: str, emit: Emit) -> str:
+    def pull_all_tags(self, ref: reference.Reference, platform: str, creds: Credentials, emit: Emit) -> None:
+        """`docker pull -a` (fromImage with no tag): every tag of the repository, one by one."""
+        repo = self.settings.repository(ref.domain, ref.path, creds)
+        try:
+            try:
+                tags = repo.list_tags()
+            except RegistryError as e:
+                raise NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist or may "
+                               f"require 'docker login': {e.message}") from None
+            updated = False
+            for tag in tags:
+                tagged = reference.Reference(ref.domain, ref.path, tag, None)
+                before = self._tag_target(f"{ref.name}:{tag}")
+                updated |= self._pull(repo, tagged, platform, emit, final=False) != before
+        finally:
+            repo.session.close()
+        word = "Downloaded newer image" if updated else "Image is up to date"
+        emit({"status": f"Status: {word} for {ref.name}"})
+
+    def _pull(self, repo: Repository, ref: reference.Reference, platform: str, emit: Emit,
+              final: bool = True) -> str:
         want = ref.digest or ref.tag or "latest"
         try:
             top = repo.get_manifest(want)
@@ -103,64 +147,39 @@ class Puller:
             emit({"status": "Already exists" if present else "Pulling fs layer", "progressDetail": {},
                   "id": short(str(desc["digest"]))})
 
+        # Each layer streams from the registry through one decompression into its unpacked
+        # directory and its stored tar, all layers at once; the store records them in order.
+        parents: list[str | None] = [None, *chains[:-1]]
         pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="pull")
-        futures: list[Future[str] | None] = []
-        fetched: list[str] = []
+        futures: list[Future[UnpackedLayer] | None] = []
         try:
-            for desc, present in zip(layer_descs, have, strict=True):
-                if present:
-                    futures.append(None)
-                    continue
-                futures.append(pool.submit(self._download, repo, desc, emit))
-            opened: list[str] = []
-            lock = threading.Lock()
-
-            def opener(i: int) -> BinaryIO:
-                fut = futures[i]
-                assert fut is not None
-                digest = fut.result()
-                with lock:
-                    if opened:
-                        emit({"status": "Pull complete", "progressDetail": {}, "id": short(opened[-1])})
-                    opened.append(digest)
-                emit({"status": "Extracting", "progressDetail": {}, "id": short(digest)})
-                return self.store.content.open(digest)
-
-            layers = [NewLayer(open=functools.partial(opener, i)) for i in range(len(layer_descs))]
+            for i, (desc, present) in enumerate(zip(layer_descs, have, strict=True)):
+                futures.append(None if present else pool.submit(
+                    self._fetch_layer, repo, desc, diff_ids[i], parents[i], emit))
+            layers = [NewLayer(open=_vanished, unpacked=f.result() if f is not None else None) for f in futures]
             img, _ = self.store.add(config_bytes, layers, [canon_tag] if canon_tag else [])
-            if opened:
-                emit({"status": "Pull complete", "progressDetail": {}, "id": short(opened[-1])})
-            fetched = [f.result() for f in futures if f is not None]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            for f in futures:
-                if f is not None and f.done() and not f.exception():
-                    self._drop_compressed(f.result())
 
         registry = repo.session.endpoint.name
         for desc, diff_id in zip(layer_descs, diff_ids, strict=True):
             self.sources.record(diff_id, BlobSource(str(desc["digest"]), int(desc.get("size") or 0),
                                                     str(desc.get("mediaType") or ""), registry, ref.path))
-        del fetched
         self.store.add_digest_ref(img.id, ref.name, top.digest)
         shown = str(ref)
         emit({"status": f"Digest: {top.digest}"})
-        if before == img.id:
-            emit({"status": f"Status: Image is up to date for {shown}"})
-        else:
-            emit({"status": f"Status: Downloaded newer image for {shown}"})
+        if final:
+            word = "Image is up to date" if before == img.id else "Downloaded newer image"
+            emit({"status": f"Status: {word} for {shown}"})
         return img.id
 
-    def _download(self, repo: Repository, desc: dict[str, Any], emit: Emit) -> str:
+    def _fetch_layer(self, repo: Repository, desc: dict[str, Any], diff_id: str, parent: str | None,
+                     emit: Emit) -> UnpackedLayer:
         digest = str(desc.get("digest", ""))
         if not is_digest(digest):
             raise InvalidParameter(f"invalid layer digest {digest!r}")
         total = int(desc.get("size") or 0)
         sid = short(digest)
-        content = self.store.content
-        if content.exists(digest):
-            emit({"status": "Download complete", "progressDetail": {}, "id": sid})
-            return digest
         throttle = Throttle()
 
         def progress(done: int) -> None:
@@ -168,28 +187,21 @@ class Puller:
                 emit({"status": "Downloading", "progressDetail": {"current": done, "total": total},
                       "progress": progress_bar(done, total), "id": sid})
 
-        w = content.writer()
+        reader = repo.open_blob(digest, total if total > 0 else -1, progress)
         try:
-            repo.fetch_blob(digest, w.write, progress, verify=False)
-            emit({"status": "Verifying Checksum", "progressDetail": {}, "id": sid})
-            w.commit(expected=digest)  # raises DigestMismatch: nothing is committed
-        except BaseException:
-            w.abort()
-            raise
+            # the compressed digest is checked at the end of the stream, before anything commits
+            unpacked = self.store.unpack_layer(parent, diff_id, reader, at_eof=reader.drain)  # type: ignore[arg-type]
+        finally:
+            reader.close()
+        emit({"status": "Verifying Checksum", "progressDetail": {}, "id": sid})
         emit({"status": "Download complete", "progressDetail": {}, "id": sid})
-        return digest
-
-    def _drop_compressed(self, digest: str) -> None:
-        """Remove a downloaded blob unless the store uses it (an uncompressed layer is its own tar)."""
-        db = self.store.db
-        if db.query("SELECT 1 FROM layers WHERE blob=?", (digest,)) or db.query(
-                "SELECT 1 FROM images WHERE id=?", (digest,)):
-            return
-        self.store.content.delete(digest)
+        emit({"status": "Extracting", "progressDetail": {"current": total, "total": total},
+              "progress": progress_bar(total, total), "id": sid})
+        emit({"status": "Pull complete", "progressDetail": {}, "id": sid})
+        return unpacked
 
     def _have_layer(self, chain: str) -> bool:
-        return bool(self.store.db.query("SELECT 1 FROM layers WHERE chain_id=?", (chain,))) and \
-            self.store.layers.has(chain)
+        return self.store.has_layer(chain)
 
     def _tag_target(self, canon: str) -> str | None:
         rows = self.store.db.query("SELECT image_id FROM tags WHERE ref=?", (canon,))

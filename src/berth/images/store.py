@@ -85,10 +85,38 @@ class Image:
 
 
 @dataclass
+class UnpackedLayer:
+    """A layer `ImageStore.unpack_layer` already put in place; `add` only records it."""
+
+    blob: str
+    tar_size: int
+    size: int
+
+
+@dataclass
 class NewLayer:
-    """A layer to add: `open()` gives its tar stream (compressed or not)."""
+    """A layer to add: `open()` gives its tar stream (compressed or not), unless it is `unpacked`."""
 
     open: Callable[[], BinaryIO]
+    unpacked: UnpackedLayer | None = None
+
+
+class _Tee:
+    """Reads through `src`, copying every byte into `sink`; calls `at_eof` before reporting EOF,
+    so a check there (a compressed digest) can still fail the read, and with it the unpack."""
+
+    def __init__(self, src: BinaryIO, sink: Callable[[bytes], object], at_eof: Callable[[], None]) -> None:
+        self._src = src
+        self._sink = sink
+        self._at_eof = at_eof
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._src.read(n)
+        if data:
+            self._sink(data)
+        else:
+            self._at_eof()
+        return data
 
 
 def _now_rfc3339() -> str:
@@ -175,7 +203,10 @@ class ImageStore:
         parent: str | None = None
         for diff_id, chain_id, layer in zip(diff_ids, chains, layers, strict=True):
             rows = self.db.query("SELECT size FROM layers WHERE chain_id=?", (chain_id,))
-            if rows and self.layers.has(chain_id):
+            if layer.unpacked is not None:
+                self._record_layer(chain_id, diff_id, parent, layer.unpacked)
+                size += layer.unpacked.size
+            elif rows and self.layers.has(chain_id):
                 size += rows[0]["size"]
             else:
                 size += self._add_layer(parent, diff_id, chain_id, layer)
@@ -202,10 +233,38 @@ class ImageStore:
         with self.content.open(blob) as f:
             got_chain, applied = self.layers.apply(parent, f, expected_diff_id=diff_id)
         assert got_chain == chain_id
+        self._record_layer(chain_id, diff_id, parent, UnpackedLayer(blob, applied.tar_size, applied.size))
+        return applied.size
+
+    def _record_layer(self, chain_id: str, diff_id: str, parent: str | None, layer: UnpackedLayer) -> None:
         with self.db.tx() as c:
             c.execute("INSERT OR REPLACE INTO layers(chain_id, diff_id, parent, blob, tar_size, size) "
-                      "VALUES (?,?,?,?,?,?)", (chain_id, diff_id, parent, blob, applied.tar_size, applied.size))
-        return applied.size
+                      "VALUES (?,?,?,?,?,?)", (chain_id, diff_id, parent, layer.blob, layer.tar_size, layer.size))
+
+    def has_layer(self, chain_id: str) -> bool:
+        return bool(self.db.query("SELECT 1 FROM layers WHERE chain_id=?", (chain_id,))) and \
+            self.layers.has(chain_id)
+
+    def unpack_layer(self, parent: str | None, diff_id: str, stream: BinaryIO,
+                     at_eof: Callable[[], None] = lambda: None) -> UnpackedLayer:
+        """One pass over a (compressed) layer stream: decompress once, keep the uncompressed tar in
+        the content store and unpack it at the same time. Thread-safe for different layers, so
+        a pull unpacks its layers in parallel; the caller records them, in order, with `add`.
+        Nothing becomes visible unless the DiffID matches and `at_eof` (called when the stream
+        ends, before anything is committed) does not raise."""
+        # The unpack hashes the tar (the DiffID) and refuses a mismatch before we commit: the
+        # writer, fed the very same bytes, need not hash them a second time.
+        w = self.content.writer(verify=False)
+        try:
+            tee = _Tee(open_decompressed(stream), w.write, at_eof)
+            _, applied = self.layers.apply(parent, tee, expected_diff_id=diff_id)  # type: ignore[arg-type]
+            if applied.diff_id != diff_id:  # apply checks it too; the commit below must never trust less
+                raise InvalidParameter(f"layer content does not match its DiffID {diff_id}")
+            blob = w.commit(expected=diff_id)
+        except BaseException:
+            w.abort()
+            raise
+        return UnpackedLayer(blob, applied.tar_size, applied.size)
 
     def layer_blob(self, chain_id: str) -> tuple[str, int]:
         rows = self.db.query("SELECT blob, tar_size FROM layers WHERE chain_id=?", (chain_id,))

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .driver import Driver, MachineRecord, UnavailableDriver
+from .driver import Driver, MachineRecord
 from .model import MachineError
 from .netns import NetnsDriver
 from .plan import Action, Plan
+from .ssh import SSHDriver
 from .state import StateStore
 
 
@@ -21,7 +22,7 @@ class Drivers:
     def __init__(self, store: StateStore, drivers: dict[str, Driver] | None = None) -> None:
         self._drivers: dict[str, Driver] = drivers if drivers is not None else {
             "netns": NetnsDriver(store.root),
-            "ssh": UnavailableDriver("ssh", "the ssh driver is not available in this berth yet"),
+            "ssh": SSHDriver(store.root),
         }
 
     def get(self, name: str) -> Driver:
@@ -59,6 +60,8 @@ def run_action(action: Action, store: StateStore, drivers: Drivers) -> None:
         store.save(driver.create(spec))
         return
     record = store.load(name)
+    if action.reconnect:  # the driver checks the new way in and records it; the engine is left alone
+        record = driver.start(MachineRecord(spec, dict(record.details), record.created))
     if action.start:
         driver.stop(record)  # only a leftover pidfile, if anything
         record = driver.start(MachineRecord(spec, dict(record.details), record.created))

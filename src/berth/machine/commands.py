@@ -210,6 +210,9 @@ def env(name: str | None, shell: str | None, unset: bool) -> None:
         command = f"berth machine env {name}"
     for line in env_lines(shell, values, command):
         click.echo(line)
+    key = rec.spec.driver_options.get("identity_file") if not unset else None
+    if key:  # ssh:// runs the user's own ssh, which knows nothing of machines.yml
+        click.echo(f"# docker and berth log in with your ssh: it needs this machine's key (ssh-add {key})")
 
 
 @click.command("ssh", context_settings={**CONTEXT_SETTINGS, "ignore_unknown_options": True})
@@ -223,6 +226,61 @@ def ssh(name: str, command: tuple[str, ...]) -> None:
         argv = m.drivers.get(rec.driver).shell_argv(rec, list(command))
     sys.stdout.flush()
     os.execvp(argv[0], argv)
+
+
+@click.command("scp", context_settings=CONTEXT_SETTINGS)
+@click.option("-r", "--recursive", is_flag=True, help="Copy directories recursively")
+@click.argument("paths", nargs=-1, required=True)
+def scp(recursive: bool, paths: tuple[str, ...]) -> None:
+    """Copy files to or from a machine (NAME:PATH is a path on it)"""
+    m = _ctx()
+    if len(paths) < 2:
+        _fail("error: scp needs a source and a destination")
+    known = set(m.store.names())
+    on = [p.split(":", 1)[0] for p in paths if ":" in p and p.split(":", 1)[0] in known]
+    if len(set(on)) != 1:
+        _fail("error: exactly one machine may be named (NAME:PATH), on either side")
+    with _errors():
+        rec = m.record(on[0])
+        driver = m.drivers.get(rec.driver)
+    local = [p.removeprefix(f"{on[0]}:") for p in paths]
+    copy_argv = getattr(driver, "copy_argv", None)
+    if copy_argv is not None:  # `:PATH` means on the machine
+        marked = [f":{p[len(on[0]) + 1:]}" if p.startswith(f"{on[0]}:") else p for p in paths]
+        argv = copy_argv(rec, marked[:-1], marked[-1], recursive)
+    else:  # a netns machine shares this host's filesystem
+        argv = ["cp", *(["-r"] if recursive else []), "--", *local]
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
+@click.command("context", context_settings=CONTEXT_SETTINGS)
+@click.argument("name")
+@click.option("--rm", "remove", is_flag=True, help="Remove the docker CLI context instead")
+def context(name: str, remove: bool) -> None:
+    """Create a docker CLI context named after a machine"""
+    import hashlib
+    import shutil
+
+    m = _ctx()
+    base = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    meta_dir = os.path.join(base, "contexts", "meta", hashlib.sha256(name.encode()).hexdigest())
+    if remove:
+        shutil.rmtree(meta_dir, ignore_errors=True)
+        click.echo(name)
+        return
+    with _errors():
+        rec = m.record(name)
+        url_ = m.drivers.get(rec.driver).url(rec)
+    meta = {"Name": name, "Metadata": {"Description": f"berth machine {name} ({rec.driver})"},
+            "Endpoints": {"docker": {"Host": url_, "SkipTLSVerify": False}}}
+    os.makedirs(meta_dir, mode=0o755, exist_ok=True)
+    path = os.path.join(meta_dir, "meta.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(meta, f)
+    os.rename(path + ".tmp", path)
+    click.echo(name)
+    click.echo(f"# docker --context {name} ...  or  docker context use {name}", err=True)
 
 
 # --- lifecycle -----------------------------------------------------------------------------------

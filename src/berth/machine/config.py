@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
@@ -20,14 +19,8 @@ from typing import Any
 from .model import EngineSpec, MachineConfigError, MachineSpec
 
 DEFAULT_FILE = "machines.yml"
-DRIVER_OPTIONS = {"netns": ("address",), "ssh": ("host", "port", "user", "identity_file")}
+DRIVER_OPTIONS = {"netns": ("address",), "ssh": ("host", "port", "user", "identity_file", "install_dir")}
 
-_VAR = re.compile(
-    r"\$(?:(?P<escaped>\$)"
-    r"|\{(?P<braced>[_A-Za-z][_A-Za-z0-9]*)(?:(?P<sep>:?[-?])(?P<arg>[^}]*))?\}"
-    r"|(?P<named>[_A-Za-z][_A-Za-z0-9]*)"
-    r"|(?P<invalid>))"
-)
 
 
 # --- paths and lines -------------------------------------------------------------------------------
@@ -67,35 +60,21 @@ def _where(filename: str, doc: Any, path: Path) -> str:
 # --- interpolation ---------------------------------------------------------------------------------
 
 def interpolate_string(value: str, env: Mapping[str, str]) -> str:
-    """`$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?error}`, `${VAR?error}`, `$$`.
+    """Compose's interpolation, shared with compose files: `$VAR`, `${VAR}`, `${VAR:-default}`,
+    `${VAR-default}`, `${VAR:?error}`, `${VAR?error}`, `${VAR:+alt}`, `$$`, nested in defaults
+    (`${A:-${B}}`).
 
     An unset variable without a default becomes the empty string, as in compose. Raises
     ValueError with the `?` message (or a syntax complaint) for the caller to place.
     """
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group("escaped") is not None:
-            return "$"
-        if m.group("invalid") is not None:
-            raise ValueError(f"invalid interpolation format in {value!r}")
-        name = m.group("braced") or m.group("named")
-        sep, arg = m.group("sep"), m.group("arg") or ""
-        current = env.get(name)
-        if sep is None:
-            return current or ""
-        empty_counts = sep.startswith(":")
-        missing = current is None or (empty_counts and current == "")
-        if sep.endswith("-"):
-            return interpolate_string(arg, env) if missing else str(current)
-        if missing:
-            raise ValueError(f"required variable {name} is missing a value" + (f": {arg}" if arg else ""))
-        return str(current)
+    from berth.compose.interpolate import InterpolationError, substitute
 
     if "$" not in value:
         return value
-    if value.count("${") > value.count("}"):
-        raise ValueError(f"invalid interpolation format in {value!r}")
-    return _VAR.sub(sub, value)
+    try:
+        return substitute(value, env)
+    except InterpolationError as e:
+        raise ValueError(str(e).removeprefix(": ")) from None
 
 
 def interpolate(node: Any, env: Mapping[str, str], path: Path, where: Any) -> Any:

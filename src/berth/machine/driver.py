@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .model import MachineError, MachineSpec
+from .model import EngineSpec, MachineError, MachineSpec
 
 # Every step is bounded: a command, a connection or a wait gives up after these many seconds.
 STEP_TIMEOUT = 30.0
@@ -86,6 +86,32 @@ class Driver(Protocol):
         ...
 
 
+def engine_flags(engine: EngineSpec, machine: str, berthd_help: str) -> list[str]:
+    """berthd's flags for an engine spec: labels, registries, then `options` as `--key value`.
+
+    `berthd_help` is the engine's `--help` text: registry mirrors are passed only to an engine that
+    has `--registry-mirror`, and refused (configure phase) by one that has not.
+    """
+    args: list[str] = []
+    for label in engine.label_list():
+        args += ["--label", label]
+    for reg in engine.insecure_registries:
+        args += ["--insecure-registry", reg]
+    if engine.registry_mirrors:
+        if "--registry-mirror" not in berthd_help:
+            raise MachineError(machine, "configure", "this berthd has no --registry-mirror: registry_mirrors "
+                               f"{list(engine.registry_mirrors)} cannot be applied")
+        for mirror in engine.registry_mirrors:
+            args += ["--registry-mirror", mirror]
+    for key, value in engine.options.items():
+        for v in value if isinstance(value, list) else [value]:
+            if v is True:
+                args.append(f"--{key}")
+            elif v is not False:
+                args += [f"--{key}", str(v)]
+    return args
+
+
 @contextmanager
 def phase(machine: str, name: str) -> Iterator[None]:
     """Turn whatever fails inside into a MachineError naming the machine and the phase."""
@@ -109,7 +135,7 @@ def _describe(e: Exception) -> str:
 
 
 class UnavailableDriver:
-    """A driver the schema knows but this berth cannot drive yet (ssh): every call fails at connect."""
+    """A driver the schema knows but this berth cannot drive (yet): every call fails at connect."""
 
     def __init__(self, name: str, why: str) -> None:
         self.name = name

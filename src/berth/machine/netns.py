@@ -25,12 +25,13 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from berth.client.api import APIClient
 from berth.client.errors import ClientError, DaemonUnreachable
 
-from .driver import STEP_TIMEOUT, MachineRecord, phase
+from .driver import STEP_TIMEOUT, MachineRecord, engine_flags, phase
 from .model import MachineError, MachineSpec
 
 NETNS_DIR = "/run/netns"
@@ -51,6 +52,11 @@ def _run(argv: list[str], timeout: float = STEP_TIMEOUT, check: bool = True) -> 
 def _berthd() -> str | None:
     beside = os.path.join(os.path.dirname(sys.executable), "berthd")
     return beside if os.access(beside, os.X_OK) else shutil.which("berthd")
+
+
+@cache
+def _berthd_help(berthd: str) -> str:
+    return _run([berthd, "--help"], check=False).stdout
 
 
 def _alive(pid: int) -> bool:
@@ -307,17 +313,7 @@ class NetnsDriver:
             "--bridge-name", d["bridge"], "--iptables-prefix", d["iptables_prefix"],
             "--default-pool", d["pool"], "--config-file", d["config_file"],
         ]
-        for label in spec.engine.label_list():
-            args += ["--label", label]
-        for reg in spec.engine.insecure_registries:
-            args += ["--insecure-registry", reg]
-        for key, value in spec.engine.options.items():
-            for v in value if isinstance(value, list) else [value]:
-                if v is True:
-                    args.append(f"--{key}")
-                elif v is not False:
-                    args += [f"--{key}", str(v)]
-        return args
+        return args + engine_flags(spec.engine, spec.name, _berthd_help(berthd) if spec.engine.registry_mirrors else "")
 
     def _write_config(self, record: MachineRecord) -> None:
         path = record.details["config_file"]
@@ -328,8 +324,6 @@ class NetnsDriver:
     def _configure_and_start(self, record: MachineRecord, spec: MachineSpec) -> MachineRecord:
         d = record.details
         with phase(spec.name, "configure"):
-            if spec.engine.registry_mirrors:
-                raise MachineError(spec.name, "configure", "berthd does not support registry_mirrors yet")
             self._write_config(record)
             argv = self._args(record, spec)
         with phase(spec.name, "start"):

@@ -2,7 +2,7 @@
 
 Compares each machine of the file with the spec recorded when it was last applied (and whether it
 runs now): a new machine is created (`+`); a different driver or driver option (an address) means
-replacing it (`-/+`); other engine changes restart its berthd, containers kept (`~`); a change of
+replacing it (`-/+`), except for options that only say how it is reached (ssh user, port, key: `~`); other engine changes restart its berthd, containers kept (`~`); a change of
 labels only reloads the engine's configuration (`~`, no restart); a stopped machine is started
 (`~`); machines no longer in the file are removed only with prune (`-`). Nothing else is an action,
 so a second apply does nothing.
@@ -17,6 +17,8 @@ from typing import Any
 from .model import MachineSpec
 
 SYMBOLS = {"create": "+", "change": "~", "replace": "-/+", "remove": "-"}
+# Driver options that only say how a machine is reached: changing them must never replace (wipe) it.
+ACCESS_OPTIONS = {"ssh": ("port", "user", "identity_file")}
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Action:
     restart: bool = False  # change: berthd restarts with new options
     reload: bool = False  # change: labels only, berthd re-reads its configuration
     start: bool = False  # change: the machine is not running
+    reconnect: bool = False  # change: only how it is reached (ssh user, port, key): the engine is untouched
 
     @property
     def symbol(self) -> str:
@@ -86,7 +89,10 @@ def plan(desired: Mapping[str, MachineSpec], recorded: Mapping[str, MachineSpec]
         if old.driver != spec.driver:
             actions.append(Action("replace", name, spec, (f"driver: {old.driver} -> {spec.driver}",)))
             continue
-        if old.driver_options != spec.driver_options:
+        access = {k: v for k, v in old.driver_options.items() if k in ACCESS_OPTIONS.get(spec.driver, ())}
+        new_access = {k: v for k, v in spec.driver_options.items() if k in ACCESS_OPTIONS.get(spec.driver, ())}
+        if {k: v for k, v in old.driver_options.items() if k not in access} != \
+                {k: v for k, v in spec.driver_options.items() if k not in new_access}:
             actions.append(Action("replace", name, spec, tuple(_dict_diff(old.driver_options, spec.driver_options))))
             continue
         if old.engine.data_root != spec.engine.data_root:
@@ -94,6 +100,10 @@ def plan(desired: Mapping[str, MachineSpec], recorded: Mapping[str, MachineSpec]
                                                           f"{spec.engine.data_root!r}",)))
             continue
         reasons: list[str] = []
+        reconnect = access != new_access
+        if reconnect:
+            reasons += _dict_diff(access, new_access)
+            reasons.append("reconnect (the engine is untouched)")
         restart = old.engine.without_labels() != spec.engine.without_labels()
         if restart:
             reasons += _dict_diff(old.engine.without_labels(), spec.engine.without_labels(), "engine.")
@@ -104,9 +114,10 @@ def plan(desired: Mapping[str, MachineSpec], recorded: Mapping[str, MachineSpec]
         start = not running.get(name, False)
         if start:
             reasons.append("start (not running)")
-        if restart or relabel or start:
+        if restart or relabel or start or reconnect:
             actions.append(Action("change", name, spec, tuple(reasons), restart=restart and not start,
-                                  reload=relabel and not restart and not start, start=start))
+                                  reload=relabel and not restart and not start, start=start,
+                                  reconnect=reconnect and not start))
     gone = [n for n in recorded if n not in desired]
     if prune:
         actions += [Action("remove", n, None, ("not in the file",)) for n in gone]

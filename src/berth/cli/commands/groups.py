@@ -85,6 +85,7 @@ NETWORK: dict[str, tuple[str, str, str]] = {
 }
 
 SYSTEM: dict[str, tuple[str, str, str]] = {
+    "dial-stdio": ("system", "dial_stdio", ""),  # unlisted, as docker's: what ssh:// runs remotely
     "events": ("system", "events", "Get real time events from the server"),
     "info": ("system", "info", "Display system-wide information"),
 }
@@ -124,6 +125,8 @@ MACHINE: dict[str, tuple[str, str, str]] = {
     "url": ("", "url", "Show the engine URL of a machine"),
     "ip": ("", "ip", "Show the IP address of a machine"),
     "ssh": ("", "ssh", "Run a command (or a shell) on a machine"),
+    "scp": ("", "scp", "Copy files to or from a machine (NAME:PATH is a path on it)"),
+    "context": ("", "context", "Create a docker CLI context named after a machine"),
     "start": ("", "start", "Start one or more machines"),
     "stop": ("", "stop", "Stop one or more machines (their containers keep running)"),
     "restart": ("", "restart", "Restart the engine of one or more machines"),

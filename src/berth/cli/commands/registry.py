@@ -1,8 +1,10 @@
-"""pull, push, login, logout: registry commands (the daemon talks to the registry)."""
+"""pull, push, login, logout: registry commands (the daemon talks to the registry); and
+`registry serve|gc`, which runs the registry server itself in this process."""
 
 from __future__ import annotations
 
 import io
+import os
 import sys
 
 import click
@@ -22,12 +24,20 @@ def pull(all_tags: bool, platform: str | None, quiet: bool, name: str) -> None:
     from berth.client import distribution
     from berth.common import reference
 
-    if all_tags:
-        raise Failure("berth: --all-tags is not supported yet", 1)
     try:
         ref = reference.parse(name)
     except reference.InvalidReference as e:
         raise Failure(str(e), 1) from None
+    if all_tags:
+        if ref.tag or ref.digest:
+            raise Failure("tag can't be used with --all-tags/-a", 1)
+        resp = distribution.pull(client(), ref.name, None, platform, dockerconfig.registry_auth_header(ref.domain))
+        try:
+            jsonprogress.show(resp, sys.stdout if not quiet else io.StringIO(), sys.stdout.isatty() and not quiet)
+        finally:
+            resp.close()
+        print(ref.name)
+        return
     if not ref.tag and not ref.digest:
         if not quiet:
             print("Using default tag: latest")
@@ -110,3 +120,19 @@ def logout(server: str | None) -> None:
         print(f"Not logged in to {key}")
         return
     print(f"Removing login credentials for {key}")
+
+
+@click.command("registry", add_help_option=False,
+               context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def registry(args: tuple[str, ...]) -> None:
+    """Run an OCI distribution registry: `serve --addr HOST:PORT --root DIR [...]`, or `gc --root DIR`."""
+    if not args or args[0] not in ("serve", "gc"):
+        print("Usage: berth registry serve --addr HOST:PORT --root DIR [--htpasswd FILE] [--policy FILE]\n"
+              "                            [--token] [--tls-cert FILE --tls-key FILE] [--proxy URL] [--delete]\n"
+              "       berth registry gc --root DIR [--online [--grace SECONDS]] [--dry-run]\n\n"
+              "`berth registry serve --help` lists every option.")
+        raise SystemExit(0 if args[:1] in (("--help",), ("-h",)) else 1)
+    # The server is its own program (it uses the engine's HTTP core, which the CLI must not
+    # import): become it, so signals and the exit code are its own.
+    os.execv(sys.executable, [sys.executable, "-m", "berth.registry.server", *args])

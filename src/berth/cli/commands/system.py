@@ -212,3 +212,50 @@ def events(filters: tuple[str, ...], fmt: str, since: str | None, until: str | N
             sys.stdout.flush()
     finally:
         resp.close()
+
+
+@click.command("dial-stdio", short_help="Proxy the stdio stream to the daemon connection")
+def dial_stdio() -> None:
+    """Proxy the stdio stream to the daemon connection. Should not be invoked manually.
+
+    What the docker CLI runs on the far side of `DOCKER_HOST=ssh://...` (as `docker [--host URL]
+    system dial-stdio`): bytes from stdin go to the daemon's socket, the daemon's bytes to stdout.
+    """
+    import os
+    import socket
+    import threading
+
+    from berth.cli.app import Obj
+    from berth.client.transport import parse_host, resolve_host
+
+    obj = click.get_current_context().find_object(Obj)
+    try:
+        endpoint = parse_host(resolve_host(obj.host if obj else None, os.environ))
+        if endpoint.socket_path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(endpoint.socket_path)
+        elif endpoint.tcp_host is not None:
+            sock = socket.create_connection((endpoint.tcp_host, endpoint.tcp_port))
+        else:
+            raise Failure("dial-stdio needs a unix:// or tcp:// daemon address", 1)
+    except (OSError, ValueError) as exc:
+        raise Failure(f"Cannot connect to the berth daemon: {exc}", 1) from exc
+
+    def upstream() -> None:
+        # stdin -> daemon; at stdin's EOF half-close, so the daemon still answers what it was sent
+        try:
+            while data := os.read(0, 65536):
+                sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    threading.Thread(target=upstream, daemon=True).start()
+    try:
+        while data := sock.recv(65536):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(1, view):]
+    except OSError:  # the reader went away (EPIPE) or the daemon reset the connection
+        pass
+    os._exit(0)  # the stdin thread may sit in read(): the connection is over either way

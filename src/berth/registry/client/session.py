@@ -16,6 +16,7 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import IO
 
+from . import tls
 from .auth import Challenge, Credentials, parse_challenges
 from .endpoint import Endpoint
 from .errors import RegistryError, from_response
@@ -28,7 +29,8 @@ TIMEOUT = 120.0
 class Session:
     """Thread-safe: each thread gets its own connection; auth state is shared under a lock."""
 
-    def __init__(self, endpoint: Endpoint, creds: Credentials, scopes: Iterable[str] = ()) -> None:
+    def __init__(self, endpoint: Endpoint, creds: Credentials, scopes: Iterable[str] = (),
+                 certs_dir: str | None = tls.DEFAULT_CERTS_DIR, schemes: dict[str, str] | None = None) -> None:
         self.endpoint = endpoint
         self.creds = creds
         self.scopes = sorted(set(scopes))
@@ -37,7 +39,20 @@ class Session:
         self._authorization: str | None = None
         self._token_expires = 0.0
         self._challenge: Challenge | None = None
-        self._ssl = ssl.create_default_context()
+        # An insecure registry gets HTTPS without verification if it speaks TLS, else HTTP;
+        # which one is found out on first use (or known from `schemes`, shared across sessions).
+        self._certs_dir = certs_dir
+        self._ssl_ctx: ssl.SSLContext | None = None
+        self._schemes = schemes if schemes is not None else {}
+        known = self._schemes.get(endpoint.host)
+        self._base: str | None = endpoint.base if endpoint.secure else (
+            f"{known}://{endpoint.host}" if known else None)
+
+    @property
+    def _ssl(self) -> ssl.SSLContext:
+        if self._ssl_ctx is None:
+            self._ssl_ctx = tls.context(self.endpoint.name, self._certs_dir, verify=self.endpoint.secure)
+        return self._ssl_ctx
 
     # --- connections ------------------------------------------------------------------------
     def _conn(self, host: str, secure: bool) -> http.client.HTTPConnection:
@@ -86,7 +101,13 @@ class Session:
 
     # --- requests ---------------------------------------------------------------------------
     def url(self, path: str) -> str:
-        return self.endpoint.base + path
+        if self._base is None:
+            found = tls.speaks_tls(self.endpoint.host, self._ssl)
+            scheme = "https" if found else "http"
+            if found is not None:  # nothing answered: try again next time
+                self._schemes[self.endpoint.host] = scheme
+            self._base = f"{scheme}://{self.endpoint.host}"
+        return self._base + path
 
     def request(self, method: str, path_or_url: str, headers: Mapping[str, str] | None = None,
                 body: Body = None, ok: Iterable[int] = (200,), context: str = "") -> http.client.HTTPResponse:
@@ -105,6 +126,9 @@ class Session:
             header = resp.getheader("WWW-Authenticate") or ""
             err = resp.read()
             if not self._answer(header, url):
+                if self.creds.anonymous and any(c.scheme == "basic" for c in parse_challenges(header)):
+                    # dockerd's words when a Basic registry is asked without a login
+                    raise RegistryError("no basic auth credentials", 401, "UNAUTHORIZED")
                 raise from_response(401, err, context)
             hdrs["Authorization"] = self._current_authorization() or ""
             if body is not None and not isinstance(body, bytes):

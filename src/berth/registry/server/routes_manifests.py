@@ -10,6 +10,7 @@ from berth.api.http.server import Request, Response
 
 from .errors import RegistryError
 from .manifests import OCI_INDEX
+from .proxy import PullThrough
 from .router import Router
 from .service import Registry
 
@@ -31,11 +32,13 @@ def _next_link(path: str, items: list[str], n: int | None) -> list[tuple[str, st
     return [("Link", f'<{path}?{query}>; rel="next"')]
 
 
-def register(router: Router, reg: Registry) -> None:
+def register(router: Router, reg: Registry, proxy: PullThrough | None = None) -> None:
     async def base(req: Request) -> Response:
         return _json({})
 
     async def get_manifest(req: Request) -> Response:
+        if proxy is not None:
+            await proxy.refresh_manifest(req.params["name"], req.params["reference"])
         m = reg.get_manifest(req.params["name"], req.params["reference"])
         return Response(200, m.body, m.media_type, [("Docker-Content-Digest", m.digest), ("ETag", f'"{m.digest}"')])
 
@@ -83,5 +86,10 @@ def register(router: Router, reg: Registry) -> None:
     router.add("/v2/", GET=base)
     router.add("/v2/_catalog", GET=catalog)
     router.add("/v2/{name}/tags/list", GET=tags_list)
+    if proxy is not None:  # a cache takes no writes
+        async def refuse(req: Request) -> Response:
+            raise proxy.refuse_writes()
+
+        put_manifest = delete_manifest = refuse
     router.add("/v2/{name}/manifests/{reference}", GET=get_manifest, PUT=put_manifest, DELETE=delete_manifest)
     router.add("/v2/{name}/referrers/{digest}", GET=referrers)

@@ -63,6 +63,8 @@ class Registry:
         size = self.blobs.size(digest) if self.repos.has_blob(repo, digest) else None
         if size is None:
             raise blob_unknown(digest)
+        # A client that found the blob may reference it in a manifest next: online gc must wait.
+        self.repos.touch_blob(repo, digest)
         return self.blobs.path(digest), size
 
     def delete_blob(self, repo: str, digest: str) -> None:
