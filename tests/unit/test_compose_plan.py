@@ -98,8 +98,8 @@ def test_create_body_and_labels() -> None:
         deploy={"resources": {"limits": {"cpus": "0.5", "memory": "256m", "pids": 100}}},
         labels={"tier": "front"}, hostname="h", working_dir="/w", tmpfs=["/tmp:size=1m"])
     project = _project(svc)
-    body = convert.create_body(project, svc, 2, "sha256:img", "h" * 64, "demo_default")
-    assert body["Image"] == "sha256:img"
+    body = convert.create_body(project, svc, 2, "h" * 64, "demo_default")
+    assert body["Image"] == svc.image_name("demo")
     assert body["Env"] == ["A=1"]
     assert body["Cmd"] == ["httpd", "-f"]
     assert body["ExposedPorts"] == {"80/tcp": {}, "9000/tcp": {}}
@@ -131,7 +131,7 @@ def test_create_body_and_labels() -> None:
 def test_healthcheck_and_logging() -> None:
     svc = _svc("db", healthcheck={"test": "pg_isready", "interval": "5s", "retries": 3, "start_period": "1m"},
                logging={"driver": "json-file", "options": {"max-size": "1m"}}, shm_size="64m")
-    body = convert.create_body(_project(svc), svc, 1, "sha256:i", "h", None)
+    body = convert.create_body(_project(svc), svc, 1, "h", None)
     assert body["Healthcheck"] == {"Test": ["CMD-SHELL", "pg_isready"], "Interval": 5_000_000_000,
                                    "Retries": 3, "StartPeriod": 60_000_000_000}
     assert body["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m"}}

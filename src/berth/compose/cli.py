@@ -41,23 +41,20 @@ class Opts:
 
         return APIClient(self.host, timeout=600)
 
-    def compose(self, name_only: bool = False) -> Compose:
-        """`name_only`: commands that only filter by the project label (ps) skip loading the files
-        when the name is given by `-p` or COMPOSE_PROJECT_NAME."""
+    def quick_name(self) -> str:
+        """The project's name without loading (or validating) the whole model: for `ps`."""
         import os
         from pathlib import Path
 
+        from berth.compose.naming import quick_project_name
+
+        return quick_project_name(self.files, self.project_name, self.project_directory, self.env_files,
+                                  os.environ, Path.cwd())
+
+    def compose(self) -> Compose:
         from berth.compose.executor import Compose
-        from berth.compose.model import Project
 
-        name = self.project_name or os.environ.get("COMPOSE_PROJECT_NAME")
-        if name_only and name and not self.env_files:
-            from berth.compose.loader import check_project_name
-
-            project = Project(check_project_name(name, "-p"), Path.cwd(), [], {})
-        else:
-            project = self.project()
-        return Compose(self.client(), project, emit=lambda line: click.echo(line, err=True))
+        return Compose(self.client(), self.project(), emit=lambda line: click.echo(line, err=True))
 
 
 def _run(fn: Callable[[], Any]) -> Any:
@@ -138,7 +135,8 @@ def _scale(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--abort-on-container-exit", is_flag=True, help="Stop all containers if any container stops")
 @click.option("--exit-code-from", help="Return the exit code of the selected service container")
 @click.option("--wait", is_flag=True, help="Wait for services to be running|healthy. Implies detached mode")
-@click.option("--wait-timeout", type=int, default=300, help="Maximum duration to wait for the project to be running")
+@click.option("--wait-timeout", type=int, default=300,
+              help="Maximum duration to wait for the project (and for depends_on conditions) to be running|healthy")
 @click.argument("services", nargs=-1)
 @pass_opts
 def up(opts: Opts, detach: bool, build: bool, force_recreate: bool, no_recreate: bool, no_deps: bool,
@@ -150,7 +148,7 @@ def up(opts: Opts, detach: bool, build: bool, force_recreate: bool, no_recreate:
         raise click.UsageError("--force-recreate and --no-recreate are incompatible")
     c = _run(opts.compose)
     _run(lambda: c.up(UpOptions(list(services), build, force_recreate, no_recreate, no_deps, _scale(scale),
-                                remove_orphans, not no_start)))
+                                remove_orphans, not no_start, dependency_timeout=wait_timeout)))
     if wait and not no_start:
         _run(lambda: c.wait_ready(services, wait_timeout))
     if detach or no_start or wait:
@@ -188,8 +186,14 @@ def down(opts: Opts, volumes: bool, rmi: str | None, remove_orphans: bool) -> No
 def ps(opts: Opts, all_: bool, quiet: bool, only_services: bool, services: tuple[str, ...]) -> None:
     from berth.compose.output import ps_table
 
-    c = _run(partial(opts.compose, name_only=True))
-    rows = _run(lambda: c.containers(services, all=all_))
+    if services:  # names to check against the model
+        c = _run(opts.compose)
+        rows = _run(lambda: c.containers(services, all=all_))
+    else:
+        from berth.compose.listing import project_containers_at
+
+        name = _run(opts.quick_name)
+        rows = _run(lambda: project_containers_at(opts.host, name, all=all_))
     if quiet:
         click.echo("\n".join(r["Id"] for r in rows) if rows else "", nl=bool(rows))
     elif only_services:
@@ -345,6 +349,82 @@ def pull(opts: Opts, ignore_buildable: bool, services: tuple[str, ...]) -> None:
         svc = _run(partial(c.project.service, name))
         if svc.image and not (ignore_buildable and svc.build):
             _run(partial(pull_image, c.client, svc, svc.image, c.emit))
+
+
+@compose.command(help="Receive real time events from containers")
+@click.option("--json", "as_json", is_flag=True, help="Output events as a stream of json objects")
+@click.option("--since", help="Show events created since this timestamp")
+@click.option("--until", help="Stream events until this timestamp")
+@click.argument("services", nargs=-1)
+@pass_opts
+def events(opts: Opts, as_json: bool, since: str | None, until: str | None, services: tuple[str, ...]) -> None:
+    from berth.client.stream import iter_json
+    from berth.compose.events import compose_event, format_event
+    from berth.compose.labels import LABEL_PROJECT
+
+    if services:
+        project = _run(opts.project)
+        for name in services:
+            _run(partial(project.service, name))
+    name = _run(opts.quick_name)
+    client = opts.client()
+    resp = _run(lambda: client.system.events(since=since, until=until, filters={
+        "type": ["container"], "label": [f"{LABEL_PROJECT}={name}"]}))
+    try:
+        for msg in iter_json(resp):
+            ev = compose_event(msg, set(services))
+            if ev is not None:
+                click.echo(format_event(ev, as_json))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        resp.close()
+
+
+@compose.command(help="Push service images")
+@click.option("--ignore-push-failures", is_flag=True, help="Push what it can and ignores images with push failures")
+@click.option("-q", "--quiet", is_flag=True, help="Push without printing progress information")
+@click.argument("services", nargs=-1)
+@pass_opts
+def push(opts: Opts, ignore_push_failures: bool, quiet: bool, services: tuple[str, ...]) -> None:
+    from berth.cli.dockerconfig import registry_auth_header
+    from berth.compose.resources import push_images
+
+    c = _run(opts.compose)
+    failed = _run(lambda: push_images(c.client, c.project, list(services), c.emit if not quiet else _quiet,
+                                      registry_auth_header, ignore_push_failures))
+    for line in failed:
+        click.echo(line, err=True)
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+@compose.command(help="Watch build context for service and rebuild/refresh containers when files are updated")
+@click.option("--no-up", is_flag=True, help="Do not build & start services before watching")
+@click.option("--quiet", is_flag=True, help="Hide build output")
+@click.argument("services", nargs=-1)
+@pass_opts
+def watch(opts: Opts, no_up: bool, quiet: bool, services: tuple[str, ...]) -> None:
+    import signal
+    import threading
+
+    from berth.compose.executor import UpOptions
+    from berth.compose.watch import Watcher, rules
+
+    c = _run(opts.compose)
+    found = _run(lambda: rules(c.project, list(services)))
+    if not no_up:
+        _run(lambda: c.up(UpOptions(services=list(services), build=True)))
+    watcher = Watcher(c, found, emit=lambda line: click.echo(line, err=True))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo("Watch enabled", err=True)
+    try:
+        _run(lambda: watcher.run(stop))
+    except KeyboardInterrupt:
+        pass
 
 
 @compose.command(help="Print the public port for a port binding")

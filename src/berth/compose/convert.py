@@ -11,21 +11,22 @@ import json
 import re
 from typing import Any
 
+from berth.compose.labels import (  # noqa: F401  (re-exported: callers know them as convert.LABEL_*)
+    COMPOSE_VERSION,
+    LABEL_DEPENDS,
+    LABEL_FILES,
+    LABEL_HASH,
+    LABEL_IMAGE,
+    LABEL_NETWORK,
+    LABEL_NUMBER,
+    LABEL_ONEOFF,
+    LABEL_PROJECT,
+    LABEL_SERVICE,
+    LABEL_VERSION,
+    LABEL_VOLUME,
+    LABEL_WORKDIR,
+)
 from berth.compose.model import Project, Service
-
-COMPOSE_VERSION = "2.29.0"  # the docker-compose version whose labels we write
-LABEL_PROJECT = "com.docker.compose.project"
-LABEL_SERVICE = "com.docker.compose.service"
-LABEL_NUMBER = "com.docker.compose.container-number"
-LABEL_ONEOFF = "com.docker.compose.oneoff"
-LABEL_HASH = "com.docker.compose.config-hash"
-LABEL_WORKDIR = "com.docker.compose.project.working_dir"
-LABEL_FILES = "com.docker.compose.project.config_files"
-LABEL_VERSION = "com.docker.compose.version"
-LABEL_NETWORK = "com.docker.compose.network"
-LABEL_VOLUME = "com.docker.compose.volume"
-LABEL_IMAGE = "com.docker.compose.image"
-LABEL_DEPENDS = "com.docker.compose.depends_on"
 
 # Fields that do not change what a container is: scaling and build inputs (the image ID covers them).
 _NOT_HASHED = {"scale", "build", "pull_policy", "profiles", "depends_on", "develop"}
@@ -104,7 +105,7 @@ def _restart(policy: str | None) -> dict[str, Any]:
     return out
 
 
-def create_body(project: Project, svc: Service, number: int, image_id: str, hash_: str,
+def create_body(project: Project, svc: Service, number: int, hash_: str,
                 network_mode: str | None = None, oneoff: bool = False) -> dict[str, Any]:
     c = svc.config
     env = [k if v is None else f"{k}={v}" for k, v in (c.get("environment") or {}).items() if v is not None]
@@ -187,7 +188,8 @@ def create_body(project: Project, svc: Service, number: int, image_id: str, hash
     if c.get("mem_limit") is not None:
         host["Memory"] = parse_bytes(c["mem_limit"])
     body: dict[str, Any] = {
-        "Image": image_id,
+        # By name, as docker compose does, so `ps` shows it; the config hash holds the image ID.
+        "Image": svc.image_name(project.name),
         "Env": env,
         "Cmd": c.get("command"),
         "Entrypoint": c.get("entrypoint"),

@@ -17,6 +17,7 @@ from berth.client.errors import ClientError
 from berth.compose import convert, resources
 from berth.compose.errors import ComposeError
 from berth.compose.graph import run_in_order, with_dependencies
+from berth.compose.listing import number, project_containers
 from berth.compose.model import Project, Service
 
 Emit = Callable[[str], None]
@@ -32,13 +33,22 @@ class UpOptions:
     scale: dict[str, int] = field(default_factory=dict)
     remove_orphans: bool = False
     start: bool = True
+    # How long a dependent waits for service_healthy / service_completed_successfully.
+    dependency_timeout: float = 300
 
 
-def _number(c: dict[str, Any]) -> int:
-    try:
-        return int(c["Labels"].get(convert.LABEL_NUMBER, "0"))
-    except ValueError:
-        return 0
+def _reuse_volumes(mounts: list[dict[str, Any]], kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The service's mounts with its unnamed volumes bound to the kept ones at the same target,
+    and the kept ones no mount asks for (an image's VOLUME) added; a target the service now
+    fills otherwise (a named volume, a bind) leaves its kept volume out."""
+    by_target = {v["Target"]: v for v in kept}
+    out = []
+    for m in mounts:
+        old = by_target.pop(m.get("Target"), None)
+        if old is not None and m.get("Type") == "volume" and not m.get("Source"):
+            m = {**m, "Source": old["Source"]}
+        out.append(m)
+    return out + list(by_target.values())
 
 
 def _name(c: dict[str, Any]) -> str:
@@ -53,7 +63,6 @@ class Compose:
         self.project = project
         self._lock = threading.Lock()
         self._emit = emit
-        self._health_warned: set[str] = set()
 
     def emit(self, line: str) -> None:
         with self._lock:
@@ -62,13 +71,7 @@ class Compose:
     # --- what the engine has ---------------------------------------------------------------------
 
     def containers(self, services: Iterable[str] = (), all: bool = True, oneoff: bool = False) -> list[dict[str, Any]]:
-        filters = {"label": [f"{convert.LABEL_PROJECT}={self.project.name}",
-                             f"{convert.LABEL_ONEOFF}={'True' if oneoff else 'False'}"]}
-        found = self.client.containers.list(all=all, filters=filters)
-        wanted = set(services)
-        if wanted:
-            found = [c for c in found if c["Labels"].get(convert.LABEL_SERVICE) in wanted]
-        return sorted(found, key=lambda c: (c["Labels"].get(convert.LABEL_SERVICE, ""), _number(c)))
+        return project_containers(self.client, self.project.name, services, all, oneoff)
 
     def orphans(self) -> list[dict[str, Any]]:
         known = set(self.project.services) | set(self.project.disabled)
@@ -126,19 +129,20 @@ class Compose:
         existing = self.containers([svc.name])
         changed = False
         for c in existing:
-            if _number(c) > want:
+            if number(c) > want:
                 self._remove(c, stop=True)
-        by_number = {_number(c): c for c in existing if _number(c) <= want}
-        self._wait_dependencies(svc)
+        by_number = {number(c): c for c in existing if number(c) <= want}
+        self._wait_dependencies(svc, opts.dependency_timeout)
         for n in range(1, want + 1):
             found = by_number.get(n)
             if found is not None:
                 c = found
                 stale = c["Labels"].get(convert.LABEL_HASH) != hash_ or deps_changed
                 if (opts.force_recreate or stale) and not opts.no_recreate:
+                    kept = self._anonymous_volumes(c)
                     self._remove(c, stop=True, quiet=True)
                     self.emit(f" Container {_name(c)}  Recreate")
-                    cid = self._create(svc, n, image_id, hash_)
+                    cid = self._create(svc, n, hash_, volumes=kept)
                     changed = True
                     if opts.start:
                         self._start(cid, _name(c))
@@ -148,7 +152,7 @@ class Compose:
                 else:
                     self.emit(f" Container {_name(c)}  Running")
             else:
-                cid = self._create(svc, n, image_id, hash_)
+                cid = self._create(svc, n, hash_)
                 if opts.start:
                     self._start(cid, convert.container_name(self.project, svc, n))
         return changed
@@ -165,23 +169,41 @@ class Compose:
             return f"container:{target[0]['Id']}"
         return mode
 
-    def _create(self, svc: Service, number: int, image_id: str, hash_: str, oneoff: bool = False,
-                name: str | None = None, overrides: dict[str, Any] | None = None) -> str:
+    def _anonymous_volumes(self, c: dict[str, Any]) -> list[dict[str, Any]]:
+        """The anonymous volumes of a container about to be replaced: as docker compose, its
+        successor mounts them again, so their data outlives the recreate."""
+        mounts = self.client.containers.inspect(c["Id"]).get("Mounts") or []
+        return [{"Type": "volume", "Source": m["Name"], "Target": m["Destination"], "ReadOnly": not m.get("RW", True)}
+                for m in mounts if m.get("Type") == "volume" and m.get("Name")
+                and len(m["Name"]) == 64 and all(ch in "0123456789abcdef" for ch in m["Name"])]
+
+    def _create(self, svc: Service, number: int, hash_: str, oneoff: bool = False,
+                name: str | None = None, overrides: dict[str, Any] | None = None,
+                volumes: list[dict[str, Any]] | None = None) -> str:
         name = name or convert.container_name(self.project, svc, number)
         mode = self._network_mode(svc)
         nets = [] if mode else list(svc.networks)
-        body = convert.create_body(self.project, svc, number, image_id, hash_,
+        body = convert.create_body(self.project, svc, number, hash_,
                                    mode or (self.project.networks[nets[0]].name if nets else None), oneoff)
         body.update(overrides or {})
+        if volumes:
+            host = body.setdefault("HostConfig", {})
+            host["Mounts"] = _reuse_volumes(host.get("Mounts") or [], volumes)
+        # API 1.44 takes every network at create (one request, wired at start); older ones one at a time.
+        at_create = nets if self._multi_network_create() else nets[:1]
         if nets:
             body["NetworkingConfig"] = {"EndpointsConfig": {
-                self.project.networks[nets[0]].name: convert.endpoint_config(svc, nets[0], name)}}
+                self.project.networks[key].name: convert.endpoint_config(svc, key, name) for key in at_create}}
         cid = str(self.client.containers.create(body, name=name)["Id"])
-        for key in nets[1:]:
+        for key in nets[len(at_create):]:
             self.client.networks.connect(self.project.networks[key].name, cid,
                                          convert.endpoint_config(svc, key, name))
         self.emit(f" Container {name}  Created")
         return cid
+
+    def _multi_network_create(self) -> bool:
+        major, minor = (int(x) for x in self.client.api_version.split(".")[:2])
+        return (major, minor) >= (1, 44)
 
     def _start(self, cid: str, name: str) -> None:
         self.client.containers.start(cid)
@@ -241,24 +263,29 @@ class Compose:
             self.emit(f" Container {_name(c)}  {'Healthy' if health else 'Running'}")
 
     def _wait_healthy(self, dep: str, by: str, deadline: float) -> None:
+        """As docker compose does for `service_healthy`: every container of `dep` must report
+        State.Health "healthy"; "unhealthy", an exit, no health check at all, or the deadline fail."""
         for c in self.containers([dep]):
+            self.emit(f" Container {_name(c)}  Waiting")
             while True:
-                health = (self.client.containers.inspect(c["Id"]).get("State") or {}).get("Health")
+                state = self.client.containers.inspect(c["Id"]).get("State") or {}
+                health = state.get("Health")
+                if state.get("Status") == "exited":
+                    raise ComposeError(f"dependency failed to start: container {_name(c)} exited "
+                                       f"({state.get('ExitCode')}) (required by {by!r})")
                 if not health:
-                    if dep not in self._health_warned:
-                        self._health_warned.add(dep)
-                        self.emit(f" Service {by}  depends_on {dep}: service_healthy, but the engine reports "
-                                  "no health status (health checks are not implemented); waiting only until "
-                                  "it has started")
-                    break
+                    raise ComposeError(f"dependency failed to start: container {_name(c)} has no healthcheck "
+                                       f"configured (required by {by!r} with service_healthy)")
                 status = health.get("Status")
                 if status == "healthy":
+                    self.emit(f" Container {_name(c)}  Healthy")
                     break
                 if status == "unhealthy":
                     raise ComposeError(f"dependency failed to start: container {_name(c)} is unhealthy")
                 if time.monotonic() > deadline:
-                    raise ComposeError(f"timed out waiting for {_name(c)} to become healthy")
-                time.sleep(0.5)
+                    raise ComposeError(f"timed out waiting for {_name(c)} to become healthy "
+                                       f"(required by {by!r})")
+                time.sleep(0.1)
 
     # --- down and lifecycle ------------------------------------------------------------------------
 
@@ -269,8 +296,8 @@ class Compose:
         by_service: dict[str, list[dict[str, Any]]] = {}
         for c in targets:
             by_service.setdefault(c["Labels"].get(convert.LABEL_SERVICE, ""), []).append(c)
-        # Dependents stop before what they depend on.
-        self._for_each_reverse(by_service, lambda c: self._remove(c, stop=True))
+        # Dependents stop before what they depend on; -v takes their anonymous volumes too, as docker compose.
+        self._for_each_reverse(by_service, lambda c: self._remove(c, stop=True, volumes=volumes))
         for net in self.project.networks.values():
             if net.external:
                 continue
@@ -392,7 +419,7 @@ class Compose:
             self.ensure_volumes()
         image_id = self.image_id(svc)
         hash_ = convert.config_hash(svc, image_id)
-        taken = {_number(c) for c in self.containers([service], oneoff=True)}
+        taken = {number(c) for c in self.containers([service], oneoff=True)}
         number = next(i for i in range(1, len(taken) + 2) if i not in taken)
         name = f"{self.project.name}-{service}-run-{number}"
         overrides: dict[str, Any] = {}
@@ -401,7 +428,7 @@ class Compose:
         body_env = {**{k: v for k, v in (svc.config.get("environment") or {}).items() if v is not None}, **env}
         overrides["Env"] = [f"{k}={v}" for k, v in body_env.items()]
         svc_run = Service(svc.name, {**svc.config, "ports": [], "restart": "no"})
-        cid = self._create(svc_run, number, image_id, hash_, oneoff=True, name=name, overrides=overrides)
+        cid = self._create(svc_run, number, hash_, oneoff=True, name=name, overrides=overrides)
         if detach:
             self.client.containers.start(cid)
             return name, None

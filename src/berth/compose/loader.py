@@ -4,23 +4,24 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from berth.compose import naming
 from berth.compose.envfile import project_environment
 from berth.compose.errors import ComposeError
 from berth.compose.interpolate import interpolate
 from berth.compose.merge import merge_documents, merge_mappings, strip_tags
 from berth.compose.model import Project, Resource, Service
+from berth.compose.naming import DEFAULT_FILES, check_project_name, normalize_project_name
 from berth.compose.normalize import canonical_service, finalize_service, resolve_path
 from berth.compose.validate import validate
 from berth.compose.yamlfile import load_yaml
 
-DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 _SECTIONS = ("services", "networks", "volumes", "secrets", "configs")
+__all__ = ["DEFAULT_FILES", "LoadOptions", "check_project_name", "find_files", "load_project", "normalize_project_name"]
 
 
 @dataclass
@@ -35,32 +36,7 @@ class LoadOptions:
 
 
 def find_files(opts: LoadOptions, env: Mapping[str, str]) -> list[Path]:
-    names = list(opts.files)
-    if not names and env.get("COMPOSE_FILE"):
-        names = env["COMPOSE_FILE"].split(env.get("COMPOSE_PATH_SEPARATOR", os.pathsep))
-    if names:
-        return [Path(n) if Path(n).is_absolute() else opts.cwd / n for n in names]
-    directory = (opts.cwd / opts.project_directory) if opts.project_directory else opts.cwd
-    while True:
-        for name in DEFAULT_FILES:
-            if (directory / name).is_file():
-                return [directory / name]
-        if directory.parent == directory:
-            break
-        directory = directory.parent
-    raise ComposeError(f"no configuration file provided: none of {', '.join(DEFAULT_FILES)} "
-                       f"found in {opts.cwd} or its parents")
-
-
-def normalize_project_name(name: str) -> str:
-    return re.sub(r"[^a-z0-9_-]", "", name.lower())
-
-
-def check_project_name(name: str, source: str) -> str:
-    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
-        raise ComposeError(f"invalid project name {name!r} (from {source}): it must contain only lowercase "
-                           "letters, digits, dashes and underscores, and start with a letter or digit")
-    return name
+    return naming.find_files(opts.files, env, opts.cwd, opts.project_directory)
 
 
 def load_file(path: Path, env: Mapping[str, str], base_dir: Path, stack: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -201,16 +177,7 @@ def load_project(opts: LoadOptions) -> Project:
 
 
 def _project_name(opts: LoadOptions, env: Mapping[str, str], doc: dict[str, Any], project_dir: Path) -> str:
-    if opts.project_name:
-        return check_project_name(opts.project_name, "-p")
-    if env.get("COMPOSE_PROJECT_NAME"):
-        return check_project_name(env["COMPOSE_PROJECT_NAME"], "COMPOSE_PROJECT_NAME")
-    if doc.get("name"):
-        return check_project_name(str(doc["name"]), "the `name:` field")
-    name = normalize_project_name(project_dir.name)
-    if not name:
-        raise ComposeError(f"cannot derive a project name from directory {project_dir}; use -p")
-    return name
+    return naming.project_name(opts.project_name, env, str(doc["name"]) if doc.get("name") else None, project_dir)
 
 
 def _resources(section: dict[str, Any], project: str, what: str) -> dict[str, Resource]:

@@ -6,10 +6,13 @@ file it is in, the path inside the document and what the schema expected there.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from berth.compose.errors import ComposeError
@@ -88,8 +91,48 @@ def _kind(value: Any) -> str:
 
 
 def validate(doc: dict[str, Any], origin: str) -> None:
-    errors = sorted(_validator().iter_errors(_strip_tags(doc)), key=lambda e: list(map(str, e.absolute_path)))
+    plain = _strip_tags(doc)
+    key = _cache_key(plain)
+    if key is not None and _VALID_CACHE is not None and (_VALID_CACHE / key).exists():
+        return
+    errors = sorted(_validator().iter_errors(plain), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = [f"{origin}: {describe(e)}" for e in errors[:10]]
         raise ComposeError("invalid compose file:\n  " + "\n  ".join(lines) if len(lines) > 1 else
                            f"invalid compose file: {lines[0]}")
+    if key is not None and _VALID_CACHE is not None:
+        _remember(_VALID_CACHE, key)
+
+
+# Documents that passed the schema, by digest: importing jsonschema and validating cost ~40 ms,
+# paid by every command otherwise. Only successes are remembered (empty files named by the
+# digest of the schema and the interpolated document), so errors are always reported in full.
+def _cache_dir() -> Path | None:
+    base = os.environ.get("XDG_CACHE_HOME") or (os.path.join(os.environ["HOME"], ".cache")
+                                                 if os.environ.get("HOME") else None)
+    return Path(base) / "berth" / "compose-valid" if base else None
+
+
+_VALID_CACHE = _cache_dir()
+
+
+def _remember(cache: Path, key: str, keep: int = 512) -> None:
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / key).touch()
+        entries = list(os.scandir(cache))
+        if len(entries) > keep:  # the oldest half goes
+            entries.sort(key=lambda e: e.stat().st_mtime)
+            for entry in entries[: len(entries) - keep // 2]:
+                os.unlink(entry.path)
+    except OSError:  # a read-only home, or a concurrent prune: the next run validates again
+        pass
+
+
+def _cache_key(plain: Any) -> str | None:
+    try:
+        text = json.dumps(plain, sort_keys=True)  # only JSON types: anything else is not keyed
+    except (TypeError, ValueError):
+        return None
+    schema = resources.files("berth.compose").joinpath("data/compose-spec.json").read_bytes()
+    return hashlib.sha256(hashlib.sha256(schema).digest() + text.encode()).hexdigest()

@@ -326,6 +326,9 @@ class ContainerService:
             other = self.get(mode[len("container:"):])
             if not other.running or not other.state.get("Pid"):
                 raise Conflict(f"cannot join network of a non running container: {other.id}")
+            # As dockerd: a container in another's network namespace takes its host name too.
+            c.config["Hostname"] = other.config.get("Hostname") or other.id[:12]
+            c.config["Domainname"] = other.config.get("Domainname") or ""
             return Attachment(f"/proc/{other.state['Pid']}/ns/net", [],  # its resolver is ours too
                               embedded_dns=self.networks is not None and self.networks.has_dns(other.id)), None
         if self.networks is None:

@@ -1,0 +1,15 @@
+"""The `com.docker.compose.*` labels, as docker compose writes them: the only state compose keeps."""
+
+COMPOSE_VERSION = "2.29.0"  # the docker-compose version whose labels we write
+LABEL_PROJECT = "com.docker.compose.project"
+LABEL_SERVICE = "com.docker.compose.service"
+LABEL_NUMBER = "com.docker.compose.container-number"
+LABEL_ONEOFF = "com.docker.compose.oneoff"
+LABEL_HASH = "com.docker.compose.config-hash"
+LABEL_WORKDIR = "com.docker.compose.project.working_dir"
+LABEL_FILES = "com.docker.compose.project.config_files"
+LABEL_VERSION = "com.docker.compose.version"
+LABEL_NETWORK = "com.docker.compose.network"
+LABEL_VOLUME = "com.docker.compose.volume"
+LABEL_IMAGE = "com.docker.compose.image"
+LABEL_DEPENDS = "com.docker.compose.depends_on"
