@@ -64,6 +64,10 @@ def normalize_host_config(hc: Any) -> dict[str, Any]:
         raise InvalidParameter("Minimum memory limit allowed is 6MB")
     if out.get("NanoCpus") and (out.get("CpuQuota") or out.get("CpuPeriod")):
         raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if out.get("StorageOpt"):
+        # a size quota berth's overlay layers cannot enforce: refused, as by dockerd's overlay2
+        # on anything but xfs with project quotas, rather than accepted and ignored
+        raise InvalidParameter("--storage-opt is supported only for overlay over xfs with 'pquota' mount option")
     return out
 
 

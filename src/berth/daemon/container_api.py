@@ -218,6 +218,7 @@ class ContainerAPI:
         if c.state["Status"] == "removing":
             raise Conflict("cannot attach to a container that is being removed")
         tty = c.tty
+        raw = tty or not opts.multiplex
         reader = LogReader(self.svc.log_path(c))
         start_offset = reader.size()
         streams = tuple(s for s, on in (("stdout", opts.stdout), ("stderr", opts.stderr)) if on)
@@ -233,13 +234,13 @@ class ContainerAPI:
             if opts.logs:
                 records, _ = reader.read(streams=streams, flush=not c.running)
                 for r in records:
-                    await stream.write(r.data if tty else frame(_STREAM[r.stream], r.data))
+                    await stream.write(r.data if raw else frame(_STREAM[r.stream], r.data))
             if not opts.stream:
                 return
             with c.following():
                 # raw and polled often: what a terminal user types is echoed through this
                 async for r in reader.follow(start_offset, c.exited, streams=streams, raw=True, interval=0.02):
-                    await stream.write(r.data if tty else frame(_STREAM[r.stream], r.data))
+                    await stream.write(r.data if raw else frame(_STREAM[r.stream], r.data))
 
         async def run(stream: RawStream) -> None:
             loop = asyncio.get_running_loop()

@@ -199,8 +199,15 @@ def _finish_in_container(req: dict[str, Any], ns_fds: dict[str, int], program: b
         env["HOME"] = _home(uid)
     args = process["args"]
     path = _lookpath(args[0], env)
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
-        signal.signal(sig, signal.SIG_DFL)
+    # Every disposition back to default: Python ignores SIGPIPE and SIGXFSZ, and whatever the
+    # daemon inherited as ignored (a shell's background job ignores SIGINT and SIGQUIT) would
+    # otherwise pass through execve to the container's process.
+    for sig in range(1, signal.NSIG):
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass  # signals the C library keeps for itself
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     os.closerange(3, keep)  # `keep` is close-on-exec: it tells the launcher whether exec worked
     os.closerange(keep + 1, 1 << 20)

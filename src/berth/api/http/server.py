@@ -15,12 +15,15 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import h11
 
 from berth.common.errors import BerthError, InvalidParameter
+
+if TYPE_CHECKING:
+    from .websocket import Upgrade
 
 log = logging.getLogger("berth.api")
 
@@ -186,6 +189,7 @@ class HijackResponse:
 
     run: Callable[[RawStream], Awaitable[None]]
     content_type: str = "application/vnd.docker.raw-stream"
+    websocket: Upgrade | None = None  # a checked websocket handshake: 101 to websocket, framed stream
 
 
 Handler = Callable[[Request], Awaitable[Response | StreamResponse | HijackResponse]]
@@ -315,6 +319,20 @@ class _Connection:
     async def _hijack(self, req: Request, resp: HijackResponse) -> None:
         if self.h11.their_state is h11.SEND_BODY:
             await req.drain()
+        if resp.websocket is not None:
+            from .websocket import WebSocketStream
+
+            await self.send(h11.InformationalResponse(status_code=101, headers=[
+                ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Accept", resp.websocket.accept)]))
+            leftover, _closed = self.h11.trailing_data
+            ws = WebSocketStream(self.reader, self.writer, bytes(leftover), resp.websocket.binary)
+            try:
+                await resp.run(ws)
+            except (ConnectionError, BerthError) as e:
+                log.info("websocket stream ended: %s", e)
+            await ws.finish()
+            return
         if req.upgrade_requested and self.h11.their_state is h11.MIGHT_SWITCH_PROTOCOL:
             await self.send(h11.InformationalResponse(status_code=101, headers=[
                 ("Content-Type", resp.content_type), ("Connection", "Upgrade"), ("Upgrade", "tcp")]))

@@ -9,9 +9,10 @@ from typing import Any, Protocol
 
 from berth.common.errors import InvalidParameter, SystemError_
 
-from ..http.router import Router
+from ..http.router import Router, version_at_least
 from ..http.server import HijackResponse, RawStream, Request, Response, StreamResponse, json_response
 from ..http.streams import frame, stream_content_type
+from ..http.websocket import handshake
 from .filters import check_keys, parse_filters
 
 
@@ -35,6 +36,7 @@ class AttachOptions:
     stdout: bool
     stderr: bool
     detach_keys: str | None
+    multiplex: bool = True  # frame stdout/stderr (non-TTY); never over a websocket
 
 
 # (stream number 1/2, bytes) chunks of a container's output
@@ -168,6 +170,18 @@ def register(r: Router, b: ContainerBackend) -> None:
         tty, run = b.attach(req.params["id"], opts)
         return HijackResponse(run, content_type=stream_content_type(req.api_version, tty))
 
+    async def attach_ws(req: Request) -> HijackResponse:
+        upgrade = handshake(req.method, req.headers, binary=version_at_least(req, "1.28"))
+        # dockerd reads stdin/stdout/stderr from the query only from API 1.42 on: before, all three
+        new = version_at_least(req, "1.42")
+        opts = AttachOptions(stream=req.qbool("stream"), logs=req.qbool("logs"),
+                             stdin=req.qbool("stdin") if new else True,
+                             stdout=req.qbool("stdout") if new else True,
+                             stderr=req.qbool("stderr") if new else True,
+                             detach_keys=req.q("detachKeys"), multiplex=False)
+        _tty, run = b.attach(req.params["id"], opts)
+        return HijackResponse(run, websocket=upgrade)
+
     async def resize(req: Request) -> Response:
         b.resize(req.params["id"], req.qint("h", 0) or 0, req.qint("w", 0) or 0)
         return Response(200, content_type=None)
@@ -199,6 +213,7 @@ def register(r: Router, b: ContainerBackend) -> None:
     r.add("GET", "/containers/{id}/top", top)
     r.add("GET", "/containers/{id}/changes", changes)
     r.add("POST", "/containers/{id}/attach", attach)
+    r.add("GET", "/containers/{id}/attach/ws", attach_ws)
     r.add("POST", "/containers/{id}/resize", resize)
     r.add("POST", "/containers/{id}/pause", pause)
     r.add("POST", "/containers/{id}/unpause", unpause)
