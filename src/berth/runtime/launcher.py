@@ -11,9 +11,10 @@ stdin, stdout and stderr as SCM_RIGHTS; the launcher answers {"id", "pid"} once 
 exec'd or {"id", "error"} when it could not, then {"id", "exit"} when it ends.
 
 The order of the steps follows runc's `setns` init, so the process is what `runc exec` would make:
-namespaces except mount and cgroup, fork (to enter the PID namespace), move into the cgroups
-(from the host's view), cgroup and mount namespaces, cwd, rlimits, no_new_privs, seccomp (before
-dropping capabilities unless no_new_privs is set), bounding set, user, capabilities, exec.
+namespaces except mount and cgroup, fork (to enter the PID namespace); then, while the parent
+moves the child into the cgroups (from the host's view), the child's cgroup and mount namespaces,
+cwd, rlimits, no_new_privs, seccomp (before dropping capabilities unless no_new_privs is set),
+bounding set, user, capabilities; exec once the move is done.
 """
 
 from __future__ import annotations
@@ -153,9 +154,9 @@ def _lookpath(name: str, env: dict[str, str]) -> str:
 
 
 def _finish_in_container(req: dict[str, Any], ns_fds: dict[str, int], program: bytes | None,
-                         keep: int) -> None:
-    """In the PID namespace already and moved into the cgroups: become the container's process.
-    Never returns: execs, or raises _Failure."""
+                         keep: int, moved: int) -> None:
+    """In the PID namespace already, and being moved into the cgroups meanwhile: become the
+    container's process. Never returns: execs, or raises _Failure."""
     process = req["process"]
     for name in ("cgroup", "mnt"):
         if name in ns_fds:
@@ -209,6 +210,11 @@ def _finish_in_container(req: dict[str, Any], ns_fds: dict[str, int], program: b
             except (OSError, ValueError):
                 pass  # signals the C library keeps for itself
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    # The move into the cgroups (the launcher's child writes our pid; the kernel's first cgroup
+    # migration in a while waits for an RCU grace period, ~10 ms) went on while we got ready;
+    # the program must not start before it is done.
+    if os.read(moved, 1) != b"x":
+        raise _Failure("could not join the container's cgroups")
     os.closerange(3, keep)  # `keep` is close-on-exec: it tells the launcher whether exec worked
     os.closerange(keep + 1, 1 << 20)
     try:
@@ -257,14 +263,12 @@ def _run_request(req: dict[str, Any], fds: list[int], report: int) -> int:
         try:
             os.close(go_w)
             os.close(err_r)
-            os.read(go_r, 1)  # moved into the cgroups
-            os.close(go_r)
             for target, fd in enumerate(fds):
                 os.dup2(fd, target)
             for fd in fds:
                 if fd > 2:
                     os.close(fd)
-            _finish_in_container(req, ns_fds, program, keep=err_w)
+            _finish_in_container(req, ns_fds, program, keep=err_w, moved=go_r)
         except _Failure as e:
             os.write(err_w, str(e).encode())
         except BaseException as e:  # noqa: BLE001 - the child must never return into the launcher
@@ -276,24 +280,27 @@ def _run_request(req: dict[str, Any], fds: list[int], report: int) -> int:
         os.close(fd)
     for fd in ns_fds.values():
         os.close(fd)
+    join_error = None
     try:
         for path in req["cgroups"]:
             with open(path, "w") as f:
                 f.write(str(child))
     except OSError as e:
+        join_error = e  # the child may have failed already (and gone): its reason comes first
         os.kill(child, signal.SIGKILL)
-        os.waitpid(child, 0)
-        tell({"error": f"join cgroup: {e}"})
-        return 126
-    os.write(go_w, b"x")
+    try:
+        os.write(go_w, b"x" if join_error is None else b"-")
+    except BrokenPipeError:
+        pass  # it failed before needing the go-ahead
     os.close(go_w)
     failure = b""
     while chunk := os.read(err_r, 4096):
         failure += chunk
     os.close(err_r)
-    if failure:
+    if failure or join_error is not None:
         os.waitpid(child, 0)
-        tell({"error": "exec failed: unable to start container process: " + failure.decode(errors="replace")})
+        why = failure.decode(errors="replace") if failure else f"join cgroup: {join_error}"
+        tell({"error": "exec failed: unable to start container process: " + why})
         return 126
     tell({"pid": child})
     _, status = os.waitpid(child, 0)
