@@ -133,3 +133,19 @@ def test_runtime_takes_over_when_the_launcher_cannot(berthd: Daemon, box, tmp_pa
     time.sleep(0.2)
     assert docker(berthd, "exec", plain, "echo", "still works").stdout == "still works\n"
     assert _launcher_pid(berthd) != first  # a new launcher serves the execs
+
+
+def test_tty_exec_gets_a_terminal_of_the_container(dockerpy) -> None:  # type: ignore[no-untyped-def]
+    """`exec -t` through the launcher: one pty, from the container's devpts, owned by the exec's
+    user and its controlling terminal; its output converted (LF -> CRLF) exactly once."""
+    c = dockerpy.containers.run("busybox", ["sleep", "300"], detach=True, name=f"exl-{uuid.uuid4().hex[:8]}")
+    try:
+        for _ in range(5):
+            code, out = c.exec_run(["sh", "-c", "tty; stat -c %U $(tty); test -t 0 && echo yes"], tty=True,
+                                   user="nobody")
+            assert code == 0
+            assert b"\r\r" not in out
+            lines = out.decode().split("\r\n")
+            assert lines[0].startswith("/dev/pts/") and lines[1:3] == ["nobody", "yes"], out
+    finally:
+        c.remove(force=True)

@@ -41,6 +41,7 @@ class ExecSession:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     proc: Any = None  # asyncio.subprocess.Process, or the launcher's look-alike
     master: int = -1  # the pty's master side while a Tty exec runs
+    size: tuple[int, int] | None = None  # the terminal's (height, width) as last asked
     launched: bool = False  # by the launcher: it already said whether the process started
     failure: str | None = None  # why the launcher could not start it
 
@@ -80,6 +81,9 @@ class ExecService:
             "WorkingDir": body.get("WorkingDir") or "", "Privileged": bool(body.get("Privileged")),
             # dockerd decodes JSON keys case-insensitively; docker-py sends `detachKeys`
             "DetachKeys": body.get("DetachKeys") or body.get("detachKeys") or ""})
+        size = body.get("ConsoleSize")  # [height, width] (API 1.42): the terminal's size from the start
+        if isinstance(size, list) and len(size) == 2 and all(isinstance(n, int) and n > 0 for n in size):
+            s.size = (size[0], size[1])
         self._sessions[s.id] = s
         self.containers._event(c, f"exec_create: {' '.join(cmd)}", execID=s.id)
         return {"Id": s.id}
@@ -97,6 +101,7 @@ class ExecService:
 
     def resize(self, exec_id: str, height: int, width: int) -> None:
         s = self._get(exec_id)
+        s.size = (height, width)  # kept for a terminal that is still being made (the CLI asks once)
         if s.master < 0 or s.proc is None:
             return
         fcntl.ioctl(s.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
@@ -128,7 +133,7 @@ class ExecService:
             process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
         if cfg["Privileged"]:
             caps = process.get("capabilities", {})
-            from berth.runtime.spec import ALL_CAPS, host_capabilities
+            from berth.runtime.capabilities import ALL_CAPS, host_capabilities
 
             held = host_capabilities()  # what this host lets us give (a sandbox may hold back some)
             for key in ("bounding", "effective", "permitted"):
@@ -169,9 +174,11 @@ class ExecService:
     def _file(self, s: ExecSession, suffix: str) -> str:
         return os.path.join(self.containers.dir(s.container), f"exec-{s.id[:16]}.{suffix}")
 
-    async def _spawn(self, s: ExecSession, stdin: Any, stdout: Any) -> Any:
-        """Start `<runtime> exec`; its stderr is a pipe (the process's stderr, or with a tty only
-        the runtime's own messages)."""
+    async def _spawn(self, s: ExecSession, stdin: Any, stdout: Any, terminal: bool = False) -> Any:
+        """Start the process: by the launcher (pipes; or with `terminal` a pty of the container's
+        whose master is the result's `master`), else `<runtime> exec` with `stdin`/`stdout` and
+        its stderr a pipe (the process's stderr, or with a tty only the runtime's own messages).
+        None when `terminal` and only the runtime could do it: the caller brings a pty."""
         c = s.container
         if not c.running:
             raise Conflict(f"Container {c.id} is not running")
@@ -179,8 +186,10 @@ class ExecService:
             raise Conflict(f"Error: Exec command {s.id} has already run")
         process, config = self._process(s)
         proc = None
-        if stdout == asyncio.subprocess.PIPE:
+        if stdout == asyncio.subprocess.PIPE or terminal:
             proc = await self._launch(s, process, config, stdin == asyncio.subprocess.PIPE)
+        if proc is None and terminal:
+            return None
         if proc is None:
             runtime = self.containers.runtimes[c.runtime]
             argv = runtime.exec_command(c.id, self._process_file(s, process), pid_file=self._file(s, "pid"),
@@ -299,16 +308,27 @@ class ExecService:
     async def _session(self, s: ExecSession, out: _Output | None) -> Coroutine[Any, Any, None]:
         """Spawn the process now; the returned coroutine pumps its output until it exits."""
         if s.config["Tty"]:
-            master, slave = os.openpty()
-            tty.setraw(slave)  # the runtime copies bytes through; the container's pty does the rest
-            try:
-                proc = await self._spawn(s, slave, slave)
-            except BaseException:
-                os.close(master)
-                raise
-            finally:
-                os.close(slave)
+            proc = await self._spawn(s, None, None, terminal=True)
+            if proc is not None:
+                master = getattr(proc, "master", -1)
+                if master < 0:  # it could not start: a pty with no one on the other side ends at once
+                    master, slave = os.openpty()
+                    os.close(slave)
+            else:
+                master, slave = os.openpty()
+                tty.setraw(slave)  # the runtime copies bytes through; the container's pty does the rest
+                if s.size is not None:  # the runtime gives the container's pty this one's size
+                    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *s.size, 0, 0))
+                try:
+                    proc = await self._spawn(s, slave, slave)
+                except BaseException:
+                    os.close(master)
+                    raise
+                finally:
+                    os.close(slave)
             os.set_blocking(master, False)
+            if s.size is not None:
+                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *s.size, 0, 0))
             s.master = master
             s.proc = proc
             return self._pump_tty(s, proc, master, out)
@@ -317,18 +337,19 @@ class ExecService:
         s.proc = proc
         return self._pump_pipes(s, proc, out)
 
-    async def _pump_tty(self, s: ExecSession, proc: asyncio.subprocess.Process, master: int,
+    async def _pump_tty(self, s: ExecSession, proc: Any, master: int,
                         out: _Output | None) -> None:
         loop = asyncio.get_running_loop()
-        assert proc.stderr is not None
-        runtime_err = loop.create_task(proc.stderr.read())
+        # the runtime's own messages (none from the launcher): read so it never blocks on them
+        runtime_err = loop.create_task(proc.stderr.read()) if proc.stderr is not None else None
         try:
             while chunk := await _read_fd(master):
                 if out and s.config["AttachStdout"]:
                     await out.write(STDOUT, chunk)
         finally:
             code = await proc.wait()
-            runtime_err.cancel()
+            if runtime_err is not None:
+                runtime_err.cancel()
             os.close(master)
             failure = await self._finish(s, code)
         if failure and out:

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import fcntl
 import json
 import os
 import resource  # imported here: inside the container's mount namespace nothing can be imported
 import selectors
 import signal
 import socket
+import struct
 import sys
 from typing import Any
 
@@ -43,6 +45,7 @@ LINUX_CAPABILITY_VERSION_3 = 0x20080522
 CLONE_NEWNS, CLONE_NEWCGROUP = 0x00020000, 0x02000000
 NS_ORDER = ("ipc", "uts", "net", "pid")  # mount and cgroup come after the move into the cgroups
 MAX_MESSAGE = 1 << 20
+TIOCSCTTY, TIOCGPTN, TIOCSPTLCK = 0x540E, 0x80045430, 0x40045431
 
 CAPS = ("CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_FSETID CAP_KILL CAP_SETGID "
         "CAP_SETUID CAP_SETPCAP CAP_LINUX_IMMUTABLE CAP_NET_BIND_SERVICE CAP_NET_BROADCAST CAP_NET_ADMIN "
@@ -138,6 +141,25 @@ def _home(uid: int) -> str:
     return "/"
 
 
+def _open_terminal(console: int, uid: int) -> None:
+    """A pty of the container's own devpts as this process's controlling terminal and stdio, as
+    runc makes one for `exec -t`; the master goes back to the daemon over `console`."""
+    try:
+        master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+        (index,) = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"))
+        slave = os.open(f"/dev/pts/{index}", os.O_RDWR | os.O_NOCTTY)
+    except OSError as e:
+        raise _Failure(f"open a terminal in the container: {(e.strerror or str(e)).lower()}") from None
+    os.fchown(slave, uid, -1)
+    socket.send_fds(socket.socket(fileno=console), [b"m"], [master])
+    os.close(master)
+    fcntl.ioctl(slave, TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    os.close(slave)
+
+
 def _lookpath(name: str, env: dict[str, str]) -> str:
     """The executable as runc finds it: a name with a slash as is, else the first on $PATH."""
     if "/" in name:
@@ -154,7 +176,7 @@ def _lookpath(name: str, env: dict[str, str]) -> str:
 
 
 def _finish_in_container(req: dict[str, Any], ns_fds: dict[str, int], program: bytes | None,
-                         keep: int, moved: int) -> None:
+                         keep: int, moved: int, console: int) -> None:
     """In the PID namespace already, and being moved into the cgroups meanwhile: become the
     container's process. Never returns: execs, or raises _Failure."""
     process = req["process"]
@@ -170,6 +192,10 @@ def _finish_in_container(req: dict[str, Any], ns_fds: dict[str, int], program: b
     except OSError as e:
         raise _Failure(f'chdir to cwd ("{cwd}") set in config.json failed: {(e.strerror or "").lower()}') from None
     os.setsid()
+    user = process.get("user") or {}
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    if process.get("terminal"):
+        _open_terminal(console, uid)
     if process.get("rlimits"):
         for r in process["rlimits"]:
             res = getattr(resource, r["type"], None)
@@ -186,8 +212,6 @@ def _finish_in_container(req: dict[str, Any], ns_fds: dict[str, int], program: b
     caps = process.get("capabilities") or {}
     _apply_caps(caps)
     _check(_prctl(PR_SET_KEEPCAPS, 1), "keep capabilities")
-    user = process.get("user") or {}
-    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
     os.setgroups([int(g) for g in user.get("additionalGids") or []])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -263,12 +287,13 @@ def _run_request(req: dict[str, Any], fds: list[int], report: int) -> int:
         try:
             os.close(go_w)
             os.close(err_r)
-            for target, fd in enumerate(fds):
+            stdio, console = fds[:3], (fds[3] if len(fds) > 3 else -1)
+            for target, fd in enumerate(stdio):
                 os.dup2(fd, target)
-            for fd in fds:
+            for fd in stdio:
                 if fd > 2:
                     os.close(fd)
-            _finish_in_container(req, ns_fds, program, keep=err_w, moved=go_r)
+            _finish_in_container(req, ns_fds, program, keep=err_w, moved=go_r, console=console)
         except _Failure as e:
             os.write(err_w, str(e).encode())
         except BaseException as e:  # noqa: BLE001 - the child must never return into the launcher
@@ -321,7 +346,7 @@ class Launcher:
             pass
 
     def _on_request(self, _: int) -> None:
-        data, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, 3)
+        data, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, 4)
         if not data:
             sys.exit(0)  # the daemon is gone
         req = json.loads(data)

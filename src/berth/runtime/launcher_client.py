@@ -9,6 +9,7 @@ import itertools
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -72,6 +73,7 @@ class LaunchedProcess:
         self.stdout = stdout
         self.stderr = stderr
         self.returncode: int | None = None
+        self.master = -1  # with a terminal: the pty's master side
 
     async def wait(self) -> int:
         self.returncode = await asyncio.shield(self._exit)
@@ -171,14 +173,15 @@ class LauncherClient:
                      stdin: bool) -> LaunchedProcess:
         """Start `process` (an OCI process object) in the container whose init is `init_pid` and
         whose OCI config is `config`. Raises Unsupported when the OCI runtime must do it instead,
-        LaunchError when the process could not start."""
+        LaunchError when the process could not start. With `process["terminal"]` the process
+        gets a pty of the container's own, whose master is the result's `master` (no pipes)."""
         if self._sock is None:
             raise Unsupported("no launcher")
         linux = config.get("linux") or {}
         if any(ns.get("type") == "user" for ns in linux.get("namespaces") or []):
             raise Unsupported("user namespaces")
-        if process.get("terminal") or process.get("apparmorProfile") or process.get("selinuxLabel"):
-            raise Unsupported("terminal or LSM label")
+        if process.get("apparmorProfile") or process.get("selinuxLabel"):
+            raise Unsupported("LSM label")
         loop = asyncio.get_running_loop()
         seccomp = linux.get("seccomp")
         program = await loop.run_in_executor(None, cached_bpf, seccomp) if seccomp else None
@@ -187,28 +190,56 @@ class LauncherClient:
                "process": process, "seccomp": base64.b64encode(program).decode() if program else None}
         rid = str(next(self._ids))
         req["id"] = rid
-        in_r, in_w = os.pipe2(os.O_CLOEXEC) if stdin else (os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        started: asyncio.Future[int] = loop.create_future()
-        exited: asyncio.Future[int] = loop.create_future()
-        self._started[rid] = started
-        self._exits[rid] = exited
+        terminal = bool(process.get("terminal"))
+        ours: list[int] = []  # our ends, to close if the launch fails
+        theirs: list[int] = []
+        console: socket.socket | None = None
         try:
-            await self._send(json.dumps(req).encode(), [in_r, out_w, err_w])
-        finally:
-            for fd in (in_r, out_w, err_w):
-                os.close(fd)
-        try:
-            pid = await started
+            if terminal:
+                console, their_console = socket.socketpair()
+                null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                theirs = [null, null, null, their_console.detach()]
+            else:
+                in_r, in_w = os.pipe2(os.O_CLOEXEC) if stdin else (os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1)
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                ours, theirs = [in_w, out_r, err_r], [in_r, out_w, err_w]
+            started: asyncio.Future[int] = loop.create_future()
+            exited: asyncio.Future[int] = loop.create_future()
+            self._started[rid] = started
+            self._exits[rid] = exited
+            try:
+                await self._send(json.dumps(req).encode(), theirs)
+            finally:
+                for fd in set(theirs):
+                    os.close(fd)
+            try:
+                pid = await started
+            except BaseException:
+                self._exits.pop(rid, None)
+                raise
+            if console is not None:
+                console.setblocking(False)  # sent before the exec that the pid follows: it is there
+                try:
+                    _msg, got, _flags, _addr = socket.recv_fds(console, 1, 1)
+                except BlockingIOError:
+                    got = []
+                if not got:
+                    os.kill(pid, signal.SIGKILL)
+                    raise LaunchError("the container's terminal did not come back")
+                proc = LaunchedProcess(pid, exited, None, None, None)
+                proc.master = got[0]
+                return proc
         except BaseException:
-            for fd in (in_w, out_r, err_r):
+            for fd in ours:
                 if fd >= 0:
                     os.close(fd)
-            self._exits.pop(rid, None)
             raise
-        writer = await _writer(in_w) if stdin else None
-        return LaunchedProcess(pid, exited, writer, await _reader(out_r), await _reader(err_r))
+        finally:
+            if console is not None:
+                console.close()
+        writer = await _writer(ours[0]) if stdin else None
+        return LaunchedProcess(pid, exited, writer, await _reader(ours[1]), await _reader(ours[2]))
 
 
 async def _reader(fd: int) -> asyncio.StreamReader:
