@@ -1,5 +1,6 @@
 """Cluster manager benchmark: scheduling 60 containers over 3 nodes through the manager, and the
-extra latency of `docker run -d` through the manager over the same run straight against a node.
+extra latency of `docker run -d` through the manager over the same run straight against a node,
+and an overlay network through the manager (create, `run -d` on it, rm).
 
     python3 bench/cluster_bench.py                     # brings up `berth cluster demo` in its own dir, then removes it
     python3 bench/cluster_bench.py --manager unix:///run/berth-cluster-demo/manager.sock \\
@@ -89,6 +90,24 @@ def api_latency(manager: str, node: str, n: int) -> dict[str, float]:
             "extra_median_ms": round(med["manager"] - med["node"], 1)}
 
 
+def overlay(manager: str, n: int) -> dict[str, float]:
+    """An overlay network through the manager: its create (until every node has it), `run -d` on it,
+    and its removal."""
+    t_create, _ = timed(manager, "network", "create", "-d", "overlay", "bench-ov")
+    runs, made = [], []
+    try:
+        for _ in range(n):
+            t, cid = timed(manager, "run", "-d", "--network", "bench-ov", "busybox", "sleep", "1d")
+            runs.append(t)
+            made.append(cid)
+    finally:
+        if made:
+            docker(manager, "rm", "-f", *made)
+        t_rm, _ = timed(manager, "network", "rm", "bench-ov")
+    return {"runs": n, "network_create_ms": round(t_create * 1000, 1),
+            "run_d_median_ms": round(statistics.median(runs) * 1000, 1), "network_rm_ms": round(t_rm * 1000, 1)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--manager")
@@ -104,7 +123,8 @@ def main() -> int:
         docker(args.manager, "run", "--rm", "busybox", "true")  # warm-up
         results = {"schedule": [schedule_60(args.manager, 1), schedule_60(args.manager, 6)],
                    "latency_cli": latency(args.manager, args.node, args.n),
-                   "latency_api": api_latency(args.manager, args.node, args.n)}
+                   "latency_api": api_latency(args.manager, args.node, args.n),
+                   "overlay": overlay(args.manager, args.n)}
         print(json.dumps(results, indent=2))
     finally:
         if own:

@@ -13,15 +13,9 @@ from typing import Any
 
 import pytest
 
+from berth.runtime.capabilities import ALL_CAPS, DEFAULT_CAPS, host_capabilities
 from berth.runtime.etcfiles import write_etc_files
-from berth.runtime.spec import (
-    ALL_CAPS,
-    DEFAULT_CAPS,
-    SpecOptions,
-    build_spec,
-    container_env,
-    host_capabilities,
-)
+from berth.runtime.spec import SpecOptions, build_spec, container_env
 
 pytestmark = pytest.mark.root
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from berth.daemon import buildfetch
-from berth.daemon.buildfs import CopyError
+from berth.daemon.buildview import CopyError
 
 
 def test_filename_from_disposition_then_path() -> None:

@@ -9,7 +9,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from berth.daemon.networks import _parse_link, link_env
+from berth.daemon.network_links import link_env, parse_link
 from berth.network.dns import answer_locally, forward
 from berth.runtime.etcfiles import embedded_resolv_conf
 
@@ -63,9 +63,9 @@ def test_link_env_as_docker() -> None:
     assert not any(e.startswith("DB_1_ENV_PATH") for e in env)
     ranged = link_env("a", "/p/a", "1.2.3.4", ["80/tcp", "81/tcp", "82/tcp"], [])
     assert "A_PORT_80_TCP_START=tcp://1.2.3.4:80" in ranged and "A_PORT_80_TCP_PORT_END=82" in ranged
-    assert _parse_link("db:alias") == ("db", "alias")
-    assert _parse_link("/db:/web/alias") == ("db", "alias")
-    assert _parse_link("db") == ("db", "db")
+    assert parse_link("db:alias") == ("db", "alias")
+    assert parse_link("/db:/web/alias") == ("db", "alias")
+    assert parse_link("db") == ("db", "db")
 
 
 def test_embedded_resolv_conf() -> None:

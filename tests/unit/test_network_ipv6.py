@@ -13,7 +13,8 @@ import dns.rdatatype
 import pytest
 
 from berth.common.errors import Conflict, InvalidParameter
-from berth.daemon.networks import _host_port_range, _rewrite_hosts, _split_families
+from berth.daemon.network_links import rewrite_hosts
+from berth.daemon.network_views import host_port_range, split_families
 from berth.network.dns import answer_locally
 from berth.network.ipam import DEFAULT_POOL6, Ipam, PoolExhausted
 from berth.network.iptables import Chains, render6
@@ -115,13 +116,13 @@ def test_dns_answers_aaaa_by_family() -> None:
 @pytest.mark.parametrize("text,want", [("", (0, 0)), ("8080", (8080, 0)), ("8000-8010", (8000, 8010)),
                                        ("8000-8000", (8000, 0))])
 def test_host_port_range(text: str, want: tuple[int, int]) -> None:
-    assert _host_port_range(text) == want
+    assert host_port_range(text) == want
 
 
 @pytest.mark.parametrize("bad", ["x", "80-", "9000-8000", "70000", "1-70000"])
 def test_host_port_range_rejects(bad: str) -> None:
     with pytest.raises(InvalidParameter):
-        _host_port_range(bad)
+        host_port_range(bad)
 
 
 def test_port_range_takes_the_first_free_port() -> None:
@@ -144,19 +145,19 @@ def test_port_range_takes_the_first_free_port() -> None:
 
 
 def test_split_families() -> None:
-    v4, v6 = _split_families([{"Subnet": "fd5e::/64"}, {"Subnet": "10.9.0.0/24"}])
+    v4, v6 = split_families([{"Subnet": "fd5e::/64"}, {"Subnet": "10.9.0.0/24"}])
     assert v4 == {"Subnet": "10.9.0.0/24"} and v6 == {"Subnet": "fd5e::/64"}
-    assert _split_families([]) == ({}, {})
+    assert split_families([]) == ({}, {})
     with pytest.raises(InvalidParameter):
-        _split_families([{"Subnet": "fd5e::/64"}, {"Subnet": "fd5f::/64"}])
+        split_families([{"Subnet": "fd5e::/64"}, {"Subnet": "fd5f::/64"}])
 
 
 def test_rewrite_hosts_by_first_name(tmp_path: Path) -> None:
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1\tlocalhost\n10.1.0.2\tdb abc123 mydb\n10.1.0.9\tother db\n")
     inode = hosts.stat().st_ino
-    _rewrite_hosts(str(hosts), ["db"], "10.1.0.7")
+    rewrite_hosts(str(hosts), ["db"], "10.1.0.7")
     assert hosts.read_text() == "127.0.0.1\tlocalhost\n10.1.0.7\tdb abc123 mydb\n10.1.0.9\tother db\n"
     assert hosts.stat().st_ino == inode  # in place: a bind mount of it keeps seeing it
-    _rewrite_hosts(str(hosts), ["db"], None)
+    rewrite_hosts(str(hosts), ["db"], None)
     assert hosts.read_text() == "127.0.0.1\tlocalhost\n10.1.0.9\tother db\n"

@@ -12,7 +12,9 @@ from berth.common.db import Database
 from berth.common.errors import Conflict, Forbidden, InvalidParameter
 from berth.daemon.events import EventBus
 from berth.daemon.model import Container
-from berth.daemon.networks import NetworkService, NetworkSettingsOptions, parse_pool, ports_view
+from berth.daemon.network_state import NetworkSettingsOptions, parse_pool
+from berth.daemon.network_views import ports_view
+from berth.daemon.networks import NetworkService
 from berth.network.model import Endpoint, NetworkConfig, PortBinding
 
 

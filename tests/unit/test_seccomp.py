@@ -11,7 +11,7 @@ import pytest
 
 from berth.common.errors import InvalidParameter
 from berth.runtime import seccomp
-from berth.runtime.spec import DEFAULT_CAPS
+from berth.runtime.capabilities import DEFAULT_CAPS
 
 DEFAULT = frozenset(DEFAULT_CAPS)
 SHARED_PROFILE = Path("/work/shared/specs/seccomp/default.json")

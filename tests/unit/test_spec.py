@@ -8,16 +8,8 @@ from typing import Any
 import pytest
 
 from berth.common.errors import InvalidParameter
-from berth.runtime.spec import (
-    ALL_CAPS,
-    DEFAULT_CAPS,
-    DEFAULT_PATH,
-    SpecOptions,
-    build_spec,
-    capabilities,
-    container_env,
-    resolve_args,
-)
+from berth.runtime.capabilities import ALL_CAPS, DEFAULT_CAPS, capabilities
+from berth.runtime.spec import DEFAULT_PATH, SpecOptions, build_spec, container_env, resolve_args
 
 HOST_CAPS = frozenset(ALL_CAPS) - {"CAP_SYS_RESOURCE"}  # this test fleet's bounding set
 CID = "d7be34532b90e7952339e878bf9ae4ac7691e47815ba66772e5a3cc310b317a9"

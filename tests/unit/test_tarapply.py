@@ -19,14 +19,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from berth.common.errors import InvalidParameter
-from berth.snapshots.tarapply import (
-    OPAQUE_XATTR,
-    AppliedLayer,
-    UnsafeArchive,
-    apply_layer,
-    open_decompressed,
-    write_layer,
-)
+from berth.snapshots.decompress import open_decompressed
+from berth.snapshots.layerformat import OPAQUE_XATTR
+from berth.snapshots.tarapply import AppliedLayer, UnsafeArchive, apply_layer
+from berth.snapshots.tarwrite import write_layer
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: mknod, lchown, trusted xattrs")
 

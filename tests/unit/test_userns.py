@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from berth.common.errors import InvalidParameter
-from berth.runtime import spec
+from berth.runtime import capabilities, devices, spec
 from berth.runtime.userns import IdRange, next_range_start, parse_remap_value, parse_subordinate, stacked
 
 SUBUID = """\
@@ -42,7 +42,7 @@ def test_remap_values() -> None:
 
 def _bridge_spec(**kw: Any) -> dict[str, Any]:
     o = spec.SpecOptions(container_id="c" * 64, rootfs="/r", args=["sh"], network_mode="/run/netns/x",
-                         host_caps=frozenset(spec.ALL_CAPS), **kw)
+                         host_caps=frozenset(capabilities.ALL_CAPS), **kw)
     return spec.build_spec(o)
 
 
@@ -73,23 +73,23 @@ def test_joining_another_containers_netns_joins_its_user_namespace() -> None:
 
 
 def test_custom_devices_and_cgroup_rules() -> None:
-    nodes, rules = spec.custom_devices(
+    nodes, rules = devices.custom_devices(
         [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull", "CgroupPermissions": "rw"}], ["c 13:* rwm"])
     assert [(n["path"], n["type"], n["major"], n["minor"]) for n in nodes] == [("/dev/xnull", "c", 1, 3)]
     assert rules == [{"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"},
                      {"allow": True, "type": "c", "major": 13, "access": "rwm"}]
     with pytest.raises(InvalidParameter, match='adding custom device "/dev/nosuch": no such file'):
-        spec.custom_devices([{"PathOnHost": "/dev/nosuch"}], [])
+        devices.custom_devices([{"PathOnHost": "/dev/nosuch"}], [])
     with pytest.raises(InvalidParameter, match="invalid device cgroup rule format"):
-        spec.custom_devices([], ["c 13 rwm"])
+        devices.custom_devices([], ["c 13 rwm"])
     s = _bridge_spec(devices=nodes, device_cgroup_rules=rules, init=True, init_path="/usr/bin/tini-static")
     assert s["linux"]["devices"] == nodes and s["linux"]["resources"]["devices"][-2:] == rules
     assert s["process"]["args"][:2] == ["/sbin/docker-init", "--"]
 
 
 def test_a_device_put_elsewhere_is_bound_from_its_host_path() -> None:
-    nodes, rules = spec.custom_devices([{"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull"},
-                                        {"PathOnHost": "/dev/zero"}], [])
+    nodes, rules = devices.custom_devices([{"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull"},
+                                           {"PathOnHost": "/dev/zero"}], [])
     s = _bridge_spec(devices=nodes, device_cgroup_rules=rules)
     spec.apply_user_namespace(s, *MAPS, device_sources={"/dev/xnull": "/dev/null", "/dev/zero": "/dev/zero"})
     assert [d["path"] for d in s["linux"]["devices"]] == ["/dev/zero"]

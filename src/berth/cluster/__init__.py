@@ -7,7 +7,8 @@
   manager      scheduling with desired state, leader election, rescheduling
   containers   system, images, volumes: the Engine API backends, forwarding through berth's client
   system
+  networks     global (overlay) networks once for the cluster, local ones as <node>/<name>
   streams      proxying hijacked and streamed responses
-  serve, main  the processes; demo: `berth cluster demo`
+  serve, main  the processes; demo: `berth cluster demo`; lab: etcd on the netns hosts' segment
 Never imports the engine (import-linter contract): nodes are reached through berth.client only.
 """

@@ -12,6 +12,7 @@ from berth.api.http.server import RawStream
 from berth.api.routes.containers import AttachOptions, LogOptions, Output
 from berth.client.stream import iter_frames, iter_raw
 from berth.cluster.manager import Manager
+from berth.cluster.networks import place_on_local_network
 from berth.cluster.store import NodeRecord
 from berth.cluster.streams import from_thread, in_daemon_thread, shutdown_response, splice
 from berth.cluster.view import Located, call_node
@@ -42,7 +43,9 @@ class ContainerProxy:
         return await asyncio.to_thread(run)
 
     async def create(self, body: Any, name: str | None) -> dict[str, Any]:
-        return await asyncio.to_thread(self.m.create, body, name)
+        def run() -> dict[str, Any]:
+            return self.m.create(place_on_local_network(self.view, body), name)
+        return await asyncio.to_thread(run)
 
     async def start(self, ref: str) -> None:
         loc, _ = await self._on_node(ref, lambda c, i: c.containers.start(i))

@@ -2,7 +2,8 @@
 
 One etcd member, three netns hosts from the machine driver (`demo-fe-1`, `demo-fe-2` labelled
 `type=frontend`, `demo-db-1` labelled `type=db`), a join agent per host and a manager on a unix
-socket, all under the state directory; `--down` removes every part of it.
+socket, all under the state directory; `--down` removes every part of it. The engines keep their
+overlay networks in the same etcd (`--cluster-store`, reached over the hosts' segment: lab.py).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 
 from berth.client.api import APIClient
 from berth.client.errors import ClientError, DaemonUnreachable
+from berth.cluster.lab import close_uplink, cluster_store_options, open_uplink, uplink_for
 from berth.cluster.store import ClusterStore
-from berth.etcd import EtcdClient
+from berth.etcd import EtcdClient, EtcdError
 from berth.etcd.local import start_local_etcd
 from berth.machine.driver import MachineRecord
 from berth.machine.model import EngineSpec, MachineError, MachineSpec
@@ -28,6 +30,7 @@ from berth.machine.netns import NetnsDriver
 HOSTS = (("demo-fe-1", "frontend", "10.251.0.11/24"), ("demo-fe-2", "frontend", "10.251.0.12/24"),
          ("demo-db-1", "db", "10.251.0.13/24"))
 BUSYBOX_SOURCES = ("/tmp/berth-test-busybox.tar",)
+UPLINK = "10.251.0.1/24"  # this machine on the hosts' segment: the etcd member listens here
 HOST_DAEMON = "unix:///run/berth/berth.sock"
 DEFAULT_STATE_DIR = "/run/berth-cluster-demo"
 
@@ -67,13 +70,18 @@ def up(state_dir: str, strategy: str = "spread") -> int:
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     state: dict[str, Any] = {"agents": [], "machines": []}
     driver = NetnsDriver(os.path.join(state_dir, "machines"))
-    etcd = start_local_etcd(os.path.join(state_dir, "etcd"), 1)
-    state["etcd"] = {"pids": [m.pid for m in etcd.members], "endpoints": etcd.endpoints}
     address = f"unix://{os.path.join(state_dir, 'manager.sock')}"
     state["address"] = address
     try:
+        uplink = open_uplink(driver, UPLINK)
+        state["uplink"] = UPLINK
+        _save(state_dir, state)
+        etcd = start_local_etcd(os.path.join(state_dir, "etcd"), 1, host=uplink.ip)
+        state["etcd"] = {"pids": [m.pid for m in etcd.members], "endpoints": etcd.endpoints}
+        _save(state_dir, state)
         for name, kind, ip in HOSTS:
-            record = driver.create(MachineSpec(name, "netns", {"address": ip}, EngineSpec(labels={"type": kind})))
+            engine = EngineSpec(labels={"type": kind}, options=cluster_store_options(etcd.endpoints))
+            record = driver.create(MachineSpec(name, "netns", {"address": ip}, engine))
             state["machines"].append(record.to_dict())
             _save(state_dir, state)
             image = _load_busybox(driver.url(record))
@@ -88,7 +96,7 @@ def up(state_dir: str, strategy: str = "spread") -> int:
             if time.monotonic() > deadline:
                 raise OSError(f"the demo cluster did not come up; logs are in {state_dir}")
             time.sleep(0.1)
-    except (MachineError, OSError) as e:
+    except (MachineError, OSError, RuntimeError, EtcdError) as e:
         print(f"berth cluster demo: {e}", file=sys.stderr)
         down(state_dir)
         return 1
@@ -98,6 +106,7 @@ def up(state_dir: str, strategy: str = "spread") -> int:
   docker info                                                  # the nodes and their labels
   docker run -d -e constraint:type==frontend busybox sleep 1d  # lands on demo-fe-1 or demo-fe-2
   docker ps                                                    # names are /<node>/<name>
+  docker network create -d overlay web                         # one network across the hosts
 {"" if image else "  (no busybox image was found to preload: pull or load one through the manager)"}
 Remove it all with: berth cluster demo --down{"" if state_dir == DEFAULT_STATE_DIR else f" --state-dir {state_dir}"}""")
     return 0
@@ -150,6 +159,8 @@ def down(state_dir: str) -> int:
             print(f"berth cluster demo --down: {e}", file=sys.stderr)
             failed = True
     _terminate(list(state.get("etcd", {}).get("pids", [])), state_dir)
+    if state.get("uplink"):
+        close_uplink(uplink_for(driver, state["uplink"]))
     if not failed:
         shutil.rmtree(state_dir, ignore_errors=True)
         print("The demo cluster is gone.")

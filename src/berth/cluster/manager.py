@@ -15,7 +15,9 @@ import time
 import uuid
 from typing import Any
 
+from berth.client.distribution import pull
 from berth.client.errors import ClientError, DaemonUnreachable
+from berth.client.stream import iter_json
 from berth.cluster.scheduler import (
     ContainerSpec,
     NoSuitableNode,
@@ -23,7 +25,7 @@ from berth.cluster.scheduler import (
     default_filters,
     strategy_by_name,
 )
-from berth.cluster.store import RECORD_LABEL, ClusterStore, ContainerRecord
+from berth.cluster.store import RECORD_LABEL, ClusterStore, ContainerRecord, NodeRecord
 from berth.cluster.view import ClusterView, call_node
 from berth.common.errors import Conflict
 from berth.common.ids import generate_name
@@ -125,15 +127,37 @@ class Manager:
                 except Conflict:
                     if name or attempt == 9:
                         raise
-        client = self.view.client(self.view.node(node.name))
+        node_rec = self.view.node(node.name)
         try:
-            out = call_node(lambda: client.containers.create(sent, rec.name))
+            out = call_node(lambda: self._create_on(node_rec, sent, rec.name))
         except Exception:
             self.store.forget(rec)
             raise
         self.view.remember(node.name, {"Id": out["Id"], "Names": [f"/{rec.name}"], "Labels": sent["Labels"]})
         self._later(rec.rid, id=out["Id"], state="created")
         return out
+
+    def _create_on(self, node: NodeRecord, body: dict[str, Any], name: str | None) -> dict[str, Any]:
+        """Create on the node; one that lacks the image pulls it first, as classic Swarm did, so a
+        compose project's services land on any node. A failed pull gives the create's own 404 back
+        (the docker CLI then pulls through the manager, on every node, and tries again)."""
+        client = self.view.client(node)
+        try:
+            return dict(client.containers.create(body, name))
+        except ClientError as e:
+            if e.status != 404 or "image" not in e.message.lower() or not body.get("Image"):
+                raise
+            missing = e
+        image = str(body["Image"])
+        tagged = image if "@" in image or ":" in image.rpartition("/")[2] else f"{image}:latest"
+        try:
+            for msg in iter_json(pull(self.view.client(node, timeout=None), tagged)):
+                if isinstance(msg, dict) and msg.get("error"):
+                    raise missing
+        except (ClientError, DaemonUnreachable, OSError):
+            raise missing from None
+        log.info("pulled %s on %s for a create", tagged, node.name)
+        return dict(client.containers.create(body, name))
 
     def _later(self, rid: str, **changes: Any) -> threading.Event:
         """Record a change after answering: writes go through one thread, so they land in order."""
@@ -219,7 +243,7 @@ class Manager:
         log.info("rescheduling %s from %s to %s", rec.name or rec.rid, rec.node, node.name)
         client = self.view.client(self.view.node(node.name))
         try:
-            out = call_node(lambda: client.containers.create(rec.body, rec.name or None))
+            out = call_node(lambda: self._create_on(self.view.node(node.name), rec.body, rec.name or None))
             self._record(rec.rid, id=out["Id"], state="created")
             if rec.state == "started":
                 call_node(lambda: client.containers.start(out["Id"]))

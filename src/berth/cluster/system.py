@@ -88,7 +88,7 @@ class SystemProxy:
             "Containers": sum(totals.values()), "ContainersRunning": totals["running"],
             "ContainersPaused": totals["paused"], "ContainersStopped": totals["stopped"],
             "Images": len(images), "Driver": "", "DriverStatus": [], "SystemStatus": status,
-            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Log": ["json-file"]},
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null", "overlay"], "Log": ["json-file"]},
             "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True,
             "IPv4Forwarding": True, "Debug": False, "NFd": 0, "NGoroutines": 0,
             "SystemTime": datetime.now(UTC).isoformat(), "LoggingDriver": "json-file",
@@ -316,3 +316,18 @@ class VolumeProxy:
                 space += int(r.get("SpaceReclaimed") or 0)
         return {"VolumesDeleted": deleted, "SpaceReclaimed": space}
 
+
+class NoBuilds:
+    """The manager does not build: a node's build would leave the image on that node alone."""
+
+    async def build(self, opts: Any, body: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
+        async for _chunk in body:  # read the context, so the client hears the answer, not a reset
+            pass
+        raise NotImplementedYet(
+            "the cluster manager does not build images: a cluster needs a pushed image. Build it on an "
+            "engine, push it to a registry every node reaches, and name it in the service's `image:` "
+            f"(tags asked for: {', '.join(getattr(opts, 'tags', []) or []) or 'none'})")
+        yield {}  # an async generator: the error comes on the first read
+
+    def prune_cache(self) -> dict[str, Any]:
+        return {"CachesDeleted": None, "SpaceReclaimed": 0}

@@ -127,8 +127,8 @@ class ClusterView:
             for n in nodes:
                 if n.name == placed[0]:
                     return Located(n, placed[1])
-        if ref.startswith("/") and ref.count("/") >= 2:
-            node_name, _, rest = ref[1:].partition("/")
+        if "/" in ref.lstrip("/"):  # `/<node>/<name>` as classic Swarm, or `<node>/<name>` as ps shows it
+            node_name, _, rest = ref.lstrip("/").partition("/")
             nodes = [n for n in nodes if n.name == node_name] or nodes
             if any(n.name == node_name for n in nodes):
                 ref = rest

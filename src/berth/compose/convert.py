@@ -28,6 +28,8 @@ from berth.compose.labels import (  # noqa: F401  (re-exported: callers know the
 )
 from berth.compose.model import Project, Service
 
+SWARM_CONSTRAINTS = "com.docker.swarm.constraints"  # deploy.placement.constraints, for a cluster manager
+
 # Fields that do not change what a container is: scaling and build inputs (the image ID covers them).
 _NOT_HASHED = {"scale", "build", "pull_policy", "profiles", "depends_on", "develop"}
 
@@ -63,6 +65,9 @@ def labels(project: Project, svc: Service, number: int, hash_: str, oneoff: bool
         LABEL_IMAGE: svc.image_name(project.name),
         LABEL_DEPENDS: ",".join(f"{d.service}:{d.condition}:{str(d.restart).lower()}" for d in svc.depends_on),
     })
+    constraints = ((svc.config.get("deploy") or {}).get("placement") or {}).get("constraints") or []
+    if constraints:  # where a cluster manager reads placement from (classic Swarm's label); engines ignore it
+        out[SWARM_CONSTRAINTS] = json.dumps([str(x) for x in constraints])
     return out
 
 

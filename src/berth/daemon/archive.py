@@ -23,7 +23,9 @@ from typing import Any
 from berth.common.errors import InvalidParameter, NotFound
 from berth.runtime import mount as mounts
 from berth.runtime import rootpath, users
-from berth.snapshots.tarapply import IdMapper, extract_archive, write_path, write_tree
+from berth.snapshots.layerformat import IdMapper
+from berth.snapshots.tarapply import extract_archive
+from berth.snapshots.tarwrite import write_path, write_tree
 
 from .containers import ContainerService
 from .model import Container

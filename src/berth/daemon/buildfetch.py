@@ -18,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from .buildfs import CopyError
+from .buildview import CopyError
 
 TIMEOUT = 60
 

@@ -1,8 +1,7 @@
-"""Files for the builder: the build context, read-only views of images, and COPY/ADD layers.
+"""COPY/ADD layers for the builder, from read-only views of the context, stages and images
+(`TreeView`, buildview.py).
 
-`TreeView` reads an image's filesystem straight from its overlay layer directories (top first,
-whiteouts and opaque directories honoured), so `COPY --from` and destination checks need no
-mount. `plan_copy` turns a COPY/ADD into the list of entries it writes (resolving wildcards and
+`plan_copy` turns a COPY/ADD into the list of entries it writes (resolving wildcards and
 docker's directory rules); `copy_digest` is the cache identity of that list (paths, types, modes,
 contents, link targets; never mtimes or owners on the host); `write_copy_layer` writes the list as
 a layer tar. Nothing here writes outside the temporary files the caller names.
@@ -21,179 +20,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
-from berth.build.dockerignore import PatternMatcher, candidates, keep_build_files, read_patterns
-from berth.common.errors import InvalidParameter, NotFound
-from berth.snapshots.tarapply import TarWriter
+from berth.snapshots.tarwrite import TarWriter
 
-_MAX_LINKS = 40
+from .buildview import CopyError, TreeView
+
 _WILDCARD = set("*?[")
-
-
-class CopyError(InvalidParameter):
-    pass
-
-
-@dataclass(frozen=True)
-class Found:
-    path: str  # the real host path of the entry, in whichever layer holds it
-    st: os.stat_result
-
-
-class TreeView:
-    """A merged, read-only view of layer directories (`dirs` top first, overlay form)."""
-
-    def __init__(self, dirs: list[str]) -> None:
-        self.dirs = dirs
-
-    def _lookup_exact(self, rel: str) -> Found | None:
-        """The entry at `rel` (no symlink resolution): the topmost layer that has it."""
-        parts = [p for p in rel.split("/") if p]
-        if not parts:
-            return Found(self.dirs[0], os.stat(self.dirs[0])) if self.dirs else None
-        for d in self.dirs:
-            path = os.path.join(d, *parts)
-            try:
-                st = os.lstat(path)
-            except (FileNotFoundError, NotADirectoryError):
-                if self._hidden_below(d, parts):
-                    return None
-                continue
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                return None  # a whiteout
-            return Found(path, st)
-        return None
-
-    @staticmethod
-    def _hidden_below(d: str, parts: list[str]) -> bool:
-        """Does layer `d` hide lower layers' `parts` (an opaque or whiteout parent)?"""
-        for i in range(1, len(parts)):
-            p = os.path.join(d, *parts[:i])
-            try:
-                st = os.lstat(p)
-            except OSError:
-                return False
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                return True
-            if not stat.S_ISDIR(st.st_mode):
-                return True
-            try:
-                if os.getxattr(p, "trusted.overlay.opaque", follow_symlinks=False) == b"y":
-                    return True
-            except OSError:
-                pass
-        return False
-
-    def resolve(self, rel: str, follow_last: bool = True) -> str:
-        """`rel` with every symlink on the way resolved inside the view (as a chroot would)."""
-        parts = [p for p in rel.split("/") if p and p != "."]
-        done: list[str] = []
-        hops = 0
-        while parts:
-            name = parts.pop(0)
-            if name == "..":
-                if done:
-                    done.pop()
-                continue
-            found = self._lookup_exact("/".join([*done, name]))
-            if found is not None and stat.S_ISLNK(found.st.st_mode) and (parts or follow_last):
-                hops += 1
-                if hops > _MAX_LINKS:
-                    raise CopyError(f"too many levels of symbolic links: {rel}")
-                target = os.readlink(found.path)
-                if target.startswith("/"):
-                    done = []
-                parts = [p for p in target.split("/") if p and p != "."] + parts
-                continue
-            done.append(name)
-        return "/".join(done)
-
-    def lookup(self, rel: str, follow_last: bool = True) -> tuple[str, Found | None]:
-        resolved = self.resolve(rel, follow_last)
-        return resolved, self._lookup_exact(resolved)
-
-    def listdir(self, rel: str) -> list[str]:
-        parts = [p for p in rel.split("/") if p]
-        names: set[str] = set()
-        hidden: set[str] = set()
-        for d in self.dirs:
-            path = os.path.join(d, *parts)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                if self._hidden_below(d, parts):
-                    break
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                break
-            for name in os.listdir(path):
-                if name in names or name in hidden:
-                    continue
-                est = os.lstat(os.path.join(path, name))
-                if stat.S_ISCHR(est.st_mode) and est.st_rdev == 0:
-                    hidden.add(name)
-                else:
-                    names.add(name)
-            try:
-                if os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y":
-                    break
-            except OSError:
-                pass
-        return sorted(names)
-
-
-# --- the build context ----------------------------------------------------------------------
-
-
-def apply_dockerignore(ctx: str, dockerfile: str) -> None:
-    """Delete what `.dockerignore` (or `<Dockerfile>.dockerignore`) excludes from the extracted
-    context, so an ignored file can neither be copied nor change a cache key."""
-    patterns: list[str] | None = None
-    ignore_file = ""
-    for ignore_file in candidates(dockerfile):
-        try:
-            with open(os.path.join(ctx, ignore_file), "rb") as f:
-                patterns = read_patterns(f.read())
-            break
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            continue
-    if not patterns:
-        return
-    # The client sends the Dockerfile and the ignore file even when they are excluded; dockerd
-    # reads them, then drops them from the context, so `COPY . /` never copies them.
-    own = PatternMatcher(patterns)
-    for name in (ignore_file, dockerfile):
-        rel = posixpath.normpath("/" + name).lstrip("/")
-        if own.matches(rel):
-            try:
-                os.unlink(os.path.join(ctx, rel))
-            except OSError:
-                pass
-    matcher = PatternMatcher(keep_build_files(patterns, dockerfile))
-    for top, dirs, files in os.walk(ctx, topdown=True):
-        rel_top = os.path.relpath(top, ctx)
-        rel_top = "" if rel_top == "." else rel_top + "/"
-        for name in list(files):
-            if matcher.matches(rel_top + name):
-                os.unlink(os.path.join(top, name))
-        for name in list(dirs):
-            rel = rel_top + name
-            full = os.path.join(top, name)
-            if os.path.islink(full):
-                if matcher.matches(rel):
-                    os.unlink(full)
-                dirs.remove(name)
-            elif matcher.matches(rel) and matcher.can_skip_dir(rel):
-                _rmtree(full)
-                dirs.remove(name)
-
-
-def _rmtree(path: str) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
-# --- COPY / ADD -----------------------------------------------------------------------------
 
 
 @dataclass
@@ -498,15 +329,6 @@ def _archive_entries(path: str, dest: str) -> Iterator[tuple[tarfile.TarInfo, Bi
                 if info.isdir():
                     out.name += "/"
                 yield out, None
-
-
-def find_dockerfile(ctx: str, name: str) -> bytes:
-    rel = posixpath.normpath("/" + name).lstrip("/")
-    try:
-        with open(os.path.join(ctx, rel), "rb") as f:
-            return f.read()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise NotFound(f"Cannot locate specified Dockerfile: {name}") from None
 
 
 def materialize(view: TreeView, rel: str, dest: str) -> None:

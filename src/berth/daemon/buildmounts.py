@@ -24,25 +24,25 @@ from dataclasses import dataclass
 
 from berth.build.mounts import Mount
 
-from . import buildfs
+from . import buildfs, buildview
 
 CACHE_DIR_MODE = 0o755
 
 
-class MountFailed(buildfs.CopyError):
+class MountFailed(buildview.CopyError):
     pass
 
 
 @dataclass
 class PlannedMount:
     mount: Mount
-    view: buildfs.TreeView | None = None  # where a bind's source lives
+    view: buildview.TreeView | None = None  # where a bind's source lives
     source: str = ""  # the bind's source, relative to its view, symlinks resolved
     digest: str = ""  # content identity of a bind
 
 
-def plan(mounts: list[Mount], context: buildfs.TreeView,
-         view_for: Callable[[str], buildfs.TreeView]) -> tuple[list[PlannedMount], str]:
+def plan(mounts: list[Mount], context: buildview.TreeView,
+         view_for: Callable[[str], buildview.TreeView]) -> tuple[list[PlannedMount], str]:
     """Check the mounts and compute their cache identity (blocking: binds are hashed)."""
     planned: list[PlannedMount] = []
     ident: list[list[object]] = []

@@ -20,7 +20,7 @@ from berth.common.errors import Conflict, InvalidParameter
 from berth.images.changes import apply_changes
 from berth.images.store import ImageStore, NewLayer
 from berth.runtime.etcfiles import MOUNT_POINTS as ETC_MOUNT_POINTS
-from berth.snapshots.tarapply import write_layer
+from berth.snapshots.tarwrite import write_layer
 
 from .containers import ContainerService
 from .model import Container, now_rfc3339

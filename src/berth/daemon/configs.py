@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from berth.common.errors import InvalidParameter
-from berth.runtime import etcfiles, logrotate, spec, users
+from berth.runtime import devices, etcfiles, logrotate, spec, users
 
 from .health import merge_healthcheck
 from .model import Container
@@ -256,8 +256,8 @@ def build_bundle(c: Container, cdir: str, rootfs: str,
         init=bool(hc.get("Init")),
         init_path=spec.init_binary() if hc.get("Init") else "",
     )
-    kwargs["devices"], kwargs["device_cgroup_rules"] = spec.custom_devices(list(hc.get("Devices") or []),
-                                                                           list(hc.get("DeviceCgroupRules") or []))
+    kwargs["devices"], kwargs["device_cgroup_rules"] = devices.custom_devices(list(hc.get("Devices") or []),
+                                                                              list(hc.get("DeviceCgroupRules") or []))
     kwargs.update(_security_options(hc.get("SecurityOpt") or []))
     return spec.build_spec(spec.SpecOptions(**kwargs))
 

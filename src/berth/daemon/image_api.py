@@ -18,7 +18,7 @@ from berth.common.errors import BerthError, InvalidParameter, NotFound
 from berth.images import archive
 from berth.images.changes import apply_changes
 from berth.images.store import Image, ImageStore, NewLayer
-from berth.snapshots.tarapply import open_decompressed
+from berth.snapshots.decompress import open_decompressed
 
 from .distribution_api import DistributionAPI
 from .events import EventBus

@@ -103,7 +103,8 @@ async def run(args: argparse.Namespace) -> None:
     from .image_api import ImageAPI
     from .mounts import RuntimeMounter
     from .network_api import NetworkAPI
-    from .networks import NetworkService, NetworkSettingsOptions, parse_pool
+    from .network_state import NetworkSettingsOptions, parse_pool
+    from .networks import NetworkService
     from .resources import ResourceAPI
     from .system_api import SystemAPI
     from .volume_api import VolumeAPI

@@ -8,7 +8,8 @@ from berth.common.errors import Conflict, InvalidParameter
 
 from .containers import ContainerService
 from .model import Container
-from .networks import Network, NetworkService
+from .network_state import Network
+from .networks import NetworkService
 
 
 class NetworkAPI:

@@ -46,7 +46,8 @@ from berth.etcd.client import cmp_mod_revision, op_delete, op_put
 from berth.network.model import Endpoint, PortBinding
 
 from .model import Container, now_rfc3339
-from .networks import Network, dns_names
+from .network_state import Network
+from .network_views import dns_names
 
 if TYPE_CHECKING:
     from berth.network.overlay import OverlayConfig, OverlayDriver

@@ -91,13 +91,14 @@ class LocalEtcd:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_local_etcd(root: str, size: int = 3) -> LocalEtcd:
-    """Start `size` members under `root` (data dirs and logs there) and wait for a quorum."""
+def start_local_etcd(root: str, size: int = 3, host: str = "127.0.0.1") -> LocalEtcd:
+    """Start `size` members under `root` (data dirs and logs there) and wait for a quorum; they
+    listen on `host` (an address netns hosts reach, for a cluster whose engines use the store)."""
     os.makedirs(root, exist_ok=True)
     cluster = LocalEtcd(root)
     for i in range(size):
         name = f"m{i}"
-        cluster.members.append(Member(name, f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}",
+        cluster.members.append(Member(name, f"http://{host}:{free_port()}", f"http://{host}:{free_port()}",
                                       os.path.join(root, name), os.path.join(root, f"{name}.log")))
     try:
         for m in cluster.members:

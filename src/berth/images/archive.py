@@ -26,7 +26,8 @@ from berth.common.digest import is_digest, sha256_bytes
 from berth.common.digest import split as split_digest
 from berth.common.errors import InvalidParameter, SystemError_
 from berth.common.paths import EscapingPath, clean_relative
-from berth.snapshots.tarapply import TarWriter, open_decompressed
+from berth.snapshots.decompress import open_decompressed
+from berth.snapshots.tarwrite import TarWriter
 
 __all__ = ["Archive", "ArchiveImage", "SaveImage", "SaveLayer", "open_archive", "write_archive"]
 

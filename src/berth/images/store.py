@@ -19,8 +19,8 @@ from berth.common.db import Database
 from berth.common.digest import chain_ids, is_digest
 from berth.common.errors import Conflict, InvalidParameter, NotFound
 from berth.content.store import ContentStore
+from berth.snapshots.decompress import open_decompressed
 from berth.snapshots.overlay import LayerStore
-from berth.snapshots.tarapply import open_decompressed
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (

@@ -16,7 +16,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from .model import EngineSpec, MachineConfigError, MachineSpec
+from .model import ClusterSpec, EngineSpec, MachineConfigError, MachineSpec
 
 DEFAULT_FILE = "machines.yml"
 DRIVER_OPTIONS = {"netns": ("address",), "ssh": ("host", "port", "user", "identity_file", "install_dir")}
@@ -250,7 +250,8 @@ def parse(text: str, filename: str, env: Mapping[str, str]) -> dict[str, Machine
         eng = merged.get("engine") or {}
         engine = EngineSpec(_labels(eng.get("labels")), tuple(eng.get("insecure_registries") or ()),
                             tuple(eng.get("registry_mirrors") or ()), eng.get("data_root"),
-                            dict(eng.get("options") or {}))
+                            dict(eng.get("options") or {}),
+                            ClusterSpec.from_dict(eng["cluster"]) if eng.get("cluster") else None)
         specs[name] = MachineSpec(name, merged["driver"], options, engine)
     return specs
 

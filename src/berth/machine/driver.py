@@ -86,8 +86,9 @@ class Driver(Protocol):
         ...
 
 
-def engine_flags(engine: EngineSpec, machine: str, berthd_help: str) -> list[str]:
-    """berthd's flags for an engine spec: labels, registries, then `options` as `--key value`.
+def engine_flags(engine: EngineSpec, machine: str, berthd_help: str, advertise: str = "") -> list[str]:
+    """berthd's flags for an engine spec: labels, registries, the cluster store, then `options` as
+    `--key value`. `advertise` is the machine's address, the default `--cluster-advertise`.
 
     `berthd_help` is the engine's `--help` text: registry mirrors are passed only to an engine that
     has `--registry-mirror`, and refused (configure phase) by one that has not.
@@ -103,6 +104,13 @@ def engine_flags(engine: EngineSpec, machine: str, berthd_help: str) -> list[str
                                f"{list(engine.registry_mirrors)} cannot be applied")
         for mirror in engine.registry_mirrors:
             args += ["--registry-mirror", mirror]
+    if engine.cluster is not None:
+        if not (engine.cluster.advertise or advertise):
+            raise MachineError(machine, "configure", "engine.cluster needs `advertise` (an interface or address "
+                               "the other machines reach) on this driver")
+        args += ["--cluster-store", engine.cluster.store_url(),
+                 "--cluster-advertise", engine.cluster.advertise or advertise,
+                 "--cluster-store-opt", f"discovery.ttl={engine.cluster.ttl}"]
     for key, value in engine.options.items():
         for v in value if isinstance(value, list) else [value]:
             if v is True:

@@ -30,6 +30,30 @@ OptionValue = str | bool | int | float | list[str]
 
 
 @dataclass(frozen=True)
+class ClusterSpec:
+    """`engine.cluster`: the engine keeps its overlay networks in this etcd (`--cluster-store`) and a
+    join agent registers it there as a node of the cluster's managers."""
+
+    etcd: tuple[str, ...]  # client URLs, http://HOST:PORT
+    advertise: str = ""  # --cluster-advertise: an interface or address; default the machine's address
+    prefix: str = "/berth/cluster/"
+    ttl: int = 3  # seconds the node (and its overlay endpoints) stays healthy unrenewed
+
+    def store_url(self) -> str:
+        return "etcd://" + ",".join(u.split("://", 1)[-1].rstrip("/") for u in self.etcd)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"etcd": list(self.etcd), "advertise": self.advertise, "prefix": self.prefix, "ttl": self.ttl}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClusterSpec:
+        etcd = d["etcd"]
+        urls = [u.strip() for u in etcd.split(",")] if isinstance(etcd, str) else [str(u) for u in etcd]
+        return cls(tuple(u for u in urls if u), str(d.get("advertise") or ""),
+                   str(d.get("prefix") or "/berth/cluster/"), int(d.get("ttl") or 3))
+
+
+@dataclass(frozen=True)
 class EngineSpec:
     """How the engine (berthd) on a machine is configured."""
 
@@ -38,6 +62,7 @@ class EngineSpec:
     registry_mirrors: tuple[str, ...] = ()
     data_root: str | None = None
     options: dict[str, OptionValue] = field(default_factory=dict)
+    cluster: ClusterSpec | None = None
 
     def label_list(self) -> list[str]:
         """As berthd's `--label` and docker info's `Labels` spell them: `key=value`."""
@@ -46,12 +71,13 @@ class EngineSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"labels": dict(self.labels), "insecure_registries": list(self.insecure_registries),
                 "registry_mirrors": list(self.registry_mirrors), "data_root": self.data_root,
-                "options": dict(self.options)}
+                "options": dict(self.options), "cluster": self.cluster.to_dict() if self.cluster else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EngineSpec:
         return cls(dict(d.get("labels") or {}), tuple(d.get("insecure_registries") or ()),
-                   tuple(d.get("registry_mirrors") or ()), d.get("data_root"), dict(d.get("options") or {}))
+                   tuple(d.get("registry_mirrors") or ()), d.get("data_root"), dict(d.get("options") or {}),
+                   ClusterSpec.from_dict(d["cluster"]) if d.get("cluster") else None)
 
     def without_labels(self) -> dict[str, Any]:
         d = self.to_dict()

@@ -162,6 +162,9 @@ class NetnsDriver:
 
     def start(self, record: MachineRecord) -> MachineRecord:
         if self.status(record) == "running":
+            if record.spec.engine.cluster is not None and self._agent_pid(record) is None:
+                with phase(record.name, "start"):
+                    self._start_agent(record)
             return record
         if not os.path.exists(os.path.join(NETNS_DIR, record.details["netns"])):
             with phase(record.name, "install"):
@@ -170,6 +173,7 @@ class NetnsDriver:
 
     def stop(self, record: MachineRecord) -> None:
         with phase(record.name, "stop"):
+            self._stop_agent(record)
             pid = self._pid(record)
             if pid is None:
                 return
@@ -313,7 +317,8 @@ class NetnsDriver:
             "--bridge-name", d["bridge"], "--iptables-prefix", d["iptables_prefix"],
             "--default-pool", d["pool"], "--config-file", d["config_file"],
         ]
-        return args + engine_flags(spec.engine, spec.name, _berthd_help(berthd) if spec.engine.registry_mirrors else "")
+        return args + engine_flags(spec.engine, spec.name, _berthd_help(berthd) if spec.engine.registry_mirrors else "",
+                                   advertise=self.ip(record))
 
     def _write_config(self, record: MachineRecord) -> None:
         path = record.details["config_file"]
@@ -351,7 +356,57 @@ class NetnsDriver:
                     raise MachineError(spec.name, "start", f"berthd did not answer within {STEP_TIMEOUT:.0f} s")
                 time.sleep(0.05)
         self._verify(record)
+        if spec.engine.cluster is not None:
+            with phase(spec.name, "start"):
+                self._start_agent(record)
         return record
+
+    # --- the cluster's join agent (engine.cluster) -----------------------------------------------
+
+    def _agent_pidfile(self, record: MachineRecord) -> str:
+        return os.path.join(self.state_root, record.name, "join.pid")
+
+    def _agent_pid(self, record: MachineRecord) -> int | None:
+        """The agent's pid, checked against its command line (it names this machine's socket)."""
+        try:
+            with open(self._agent_pidfile(record)) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) and record.details["socket"] in _cmdline(pid) else None
+
+    def _start_agent(self, record: MachineRecord) -> None:
+        """`berth cluster join` for this engine, from this namespace (it reaches the engine's socket):
+        registers the machine as a node and keeps its health lease while the engine answers."""
+        c = record.spec.engine.cluster
+        assert c is not None
+        self._stop_agent(record)
+        argv = [sys.executable, "-m", "berth.cluster.main", "join", "--etcd", ",".join(c.etcd),
+                "--advertise", self.url(record), "--name", record.name, "--prefix", c.prefix,
+                "--lease-ttl", str(c.ttl)]
+        with open(os.path.join(self.state_root, record.name, "join.log"), "ab") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True)
+        path = self._agent_pidfile(record)
+        with open(path + ".tmp", "w") as f:
+            f.write(str(proc.pid))
+        os.rename(path + ".tmp", path)
+        time.sleep(0.3)
+        if proc.poll() is not None:
+            raise MachineError(record.name, "start", f"the cluster join agent exited with {proc.returncode}: "
+                               f"{self._log_tail(os.path.join(self.state_root, record.name, 'join.log'))}")
+
+    def _stop_agent(self, record: MachineRecord) -> None:
+        pid = self._agent_pid(record)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            if not self._wait_gone(pid, 10):
+                os.kill(pid, signal.SIGKILL)
+                self._wait_gone(pid, 5)
+        try:
+            os.unlink(self._agent_pidfile(record))
+        except FileNotFoundError:
+            pass
 
     def _verify(self, record: MachineRecord) -> None:
         want = record.spec.engine.label_list()

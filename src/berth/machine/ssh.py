@@ -299,6 +299,10 @@ class SSHDriver:
     def _configure(self, t: SSHTarget, record: MachineRecord, spec: MachineSpec, new: bool) -> None:
         d = record.details
         with phase(spec.name, "configure"):
+            if spec.engine.cluster is not None:  # its join agent would have to run on the machine: not done yet
+                raise MachineError(spec.name, "configure", "engine.cluster is supported by the netns driver only; "
+                                   "on an ssh machine set cluster-store/cluster-advertise in engine.options and "
+                                   "run `berth cluster join` there")
             link = "0" if spec.driver_options.get("install_dir") else "1"
             out = parse_keys(t.run("configure", "configuring berthd", scripts.CONFIGURE,
                                    [d["config_file"], _labels_json(spec), d["shim"], d["berth"], d["socket"], link,

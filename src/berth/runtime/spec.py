@@ -8,40 +8,23 @@ for `--privileged` only, its /dev; it never writes files or starts anything.
 
 from __future__ import annotations
 
-import functools
 import os
 import posixpath
 import resource
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from berth.common.errors import InvalidParameter
 from berth.runtime import seccomp as seccomp_mod
+from berth.runtime.capabilities import capabilities, host_capabilities
+from berth.runtime.devices import host_devices
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 INIT_PATH_IN_CONTAINER = "/sbin/docker-init"
 
-# docker's default set, in docker's order (it shows in `config.json` and `docker inspect`).
-DEFAULT_CAPS = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-)  # fmt: skip
-# Every capability by number (index = bit), the order "ALL" and --privileged list them in.
-ALL_CAPS = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-)  # fmt: skip
 DEFAULT_MASKED_PATHS = (
     "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
@@ -243,49 +226,6 @@ def build_spec(opts: SpecOptions) -> dict[str, Any]:
     return spec
 
 
-def capabilities(add: list[str], drop: list[str], privileged: bool, host_caps: frozenset[str]) -> list[str]:
-    """docker's TweakCapabilities, limited to what this host can grant.
-
-    "ALL" and --privileged mean every capability the host has (a kernel cap berth lacks, such as
-    CAP_SYS_RESOURCE here, would make runc fail); an explicitly added missing one is an error.
-    """
-    everything = [c for c in ALL_CAPS if c in host_caps]
-    if privileged:
-        return everything
-    adds, drops = _normalize_caps(add), _normalize_caps(drop)
-    for c in adds:
-        if c != "ALL" and c not in host_caps:
-            raise InvalidParameter(f"capability {c} is not available to berth on this host")
-    if "ALL" in adds:
-        return [c for c in everything if c not in drops]
-    if "ALL" in drops:
-        base: list[str] = []
-    else:
-        base = [c for c in DEFAULT_CAPS if c not in drops and c in host_caps]
-    return base + [c for c in dict.fromkeys(adds) if c not in base]
-
-
-def _normalize_caps(names: list[str]) -> list[str]:
-    out = []
-    for raw in names:
-        c = raw.strip().upper()
-        if c != "ALL" and not c.startswith("CAP_"):
-            c = "CAP_" + c
-        if c != "ALL" and c not in ALL_CAPS:
-            raise InvalidParameter(f'unknown capability: "{c}"')
-        out.append(c)
-    return out
-
-
-@functools.cache
-def host_capabilities() -> frozenset[str]:
-    """The capability bounding set of this process: what any container of ours can get."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("CapBnd:"):
-                mask = int(line.split()[1], 16)
-                return frozenset(c for bit, c in enumerate(ALL_CAPS) if mask >> bit & 1)
-    return frozenset(ALL_CAPS)
 
 
 def resources(o: SpecOptions) -> dict[str, Any]:
@@ -504,90 +444,6 @@ def init_binary(candidates: tuple[str, ...] = INIT_CANDIDATES) -> str:
     """The host's init for --init ("" when none is installed: build_spec then says so)."""
     return next((p for p in candidates if os.access(p, os.X_OK)), "")
 
-
-def custom_devices(devices: list[dict[str, Any]], cgroup_rules: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """HostConfig.Devices and DeviceCgroupRules as OCI `linux.devices` plus their cgroup rules.
-    A directory on the host brings every device node under it, as dockerd."""
-    nodes: list[dict[str, Any]] = []
-    rules: list[dict[str, Any]] = []
-    for d in devices:
-        host = str(d.get("PathOnHost") or "")
-        dest = str(d.get("PathInContainer") or host)
-        perms = str(d.get("CgroupPermissions") or "rwm")
-        if not perms or any(ch not in "rwm" for ch in perms):
-            raise InvalidParameter(f"invalid device mode: {perms}")
-        try:
-            found = _device_nodes(host, dest)
-        except OSError as e:
-            raise InvalidParameter(f'error gathering device information while adding custom device "{host}": '
-                                   f"{(e.strerror or str(e)).lower()}") from None
-        for node in found:
-            nodes.append(node)
-            rules.append({"allow": True, "type": node["type"], "major": node["major"], "minor": node["minor"],
-                          "access": perms})
-    for text in cgroup_rules:
-        rules.append(_cgroup_rule(text))
-    return nodes, rules
-
-
-def _device_nodes(host: str, dest: str) -> list[dict[str, Any]]:
-    st = os.stat(host)
-    if stat.S_ISDIR(st.st_mode):
-        out = []
-        for node in host_devices(host):
-            node["path"] = posixpath.join(dest, os.path.relpath(node["path"], host))
-            out.append(node)
-        return out
-    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
-        raise OSError(0, "not a device node")
-    return [{"path": dest, "type": "c" if stat.S_ISCHR(st.st_mode) else "b", "major": os.major(st.st_rdev),
-             "minor": os.minor(st.st_rdev), "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}]
-
-
-def _cgroup_rule(text: str) -> dict[str, Any]:
-    """`--device-cgroup-rule 'c 13:* rwm'`."""
-    parts = text.split()
-    bad = InvalidParameter(f"invalid device cgroup rule format: '{text}'")
-    if len(parts) != 3 or parts[0] not in ("a", "b", "c") or any(ch not in "rwm" for ch in parts[2]):
-        raise bad
-    major, sep, minor = parts[1].partition(":")
-    rule: dict[str, Any] = {"allow": True, "type": parts[0], "access": parts[2]}
-    for key, val in (("major", major), ("minor", minor)):
-        if val == "*":
-            continue
-        if not sep or not val.isdigit():
-            raise bad
-        rule[key] = int(val)
-    return rule
-
-
-def host_devices(root: str = "/dev") -> list[dict[str, Any]]:
-    """Every char/block device node under /dev, for --privileged (as runc's HostDevices)."""
-    skip_dirs = {"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"}
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not (dirpath == root and d in skip_dirs)]
-        for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
-            if path == os.path.join(root, "console"):
-                continue  # the container gets its own console
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                out.append(
-                    {
-                        "path": path,
-                        "type": "c" if stat.S_ISCHR(st.st_mode) else "b",
-                        "major": os.major(st.st_rdev),
-                        "minor": os.minor(st.st_rdev),
-                        "fileMode": stat.S_IMODE(st.st_mode),
-                        "uid": st.st_uid,
-                        "gid": st.st_gid,
-                    }
-                )
-    return out
 
 
 def apply_user_namespace(spec: dict[str, Any], uid_mappings: list[dict[str, int]],

@@ -1,8 +1,9 @@
-"""Apply an image layer (a tar stream) onto an overlayfs layer directory, and write one back.
+"""Apply an image layer (a tar stream) onto an overlayfs layer directory, or an archive onto a
+live directory (`docker cp`); the writing direction is tarwrite.py, decompression decompress.py.
 
-Owns the conversion between the two whiteout forms (tar: `.wh.<name>` and `.wh..wh..opq`;
-overlay: a 0/0 char device and the `trusted.overlay.opaque` xattr), the DiffID of a layer (the
-sha256 of its uncompressed tar, to EOF) and the extraction safety rules.
+Turns tar whiteouts (`.wh.<name>` and `.wh..wh..opq`) into overlay's (a 0/0 char device and the
+`trusted.overlay.opaque` xattr), computes the DiffID of a layer (the sha256 of its uncompressed
+tar, to EOF) and owns the extraction safety rules.
 
 This module is the boundary between an untrusted archive and the host: it must never create,
 change or remove anything outside `dest`, and never follow a symlink while writing. Every path is
@@ -12,55 +13,46 @@ by the archive (or already in `dest`) in a parent position is refused instead of
 
 from __future__ import annotations
 
-import bz2
 import errno
-import gzip
 import hashlib
-import importlib
-import io
 import lzma
 import os
 import shutil
 import stat
 import tarfile
 import zlib
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from berth.common.errors import BerthError, InvalidParameter, SystemError_
 from berth.common.paths import EscapingPath, clean_relative
 
+from .decompress import open_decompressed
+from .layerformat import (
+    CHUNK,
+    DIR_FLAGS,
+    OPAQUE_XATTR,
+    OVERLAY_XATTR_PREFIX,
+    PAX_XATTR_PREFIX,
+    WHITEOUT_META_PREFIX,
+    WHITEOUT_OPAQUE,
+    WHITEOUT_PREFIX,
+    IdMapper,
+)
+
 __all__ = [
     "AppliedLayer",
-    "TarWriter",
     "UnsafeArchive",
     "apply_layer",
     "extract_archive",
-    "open_decompressed",
-    "write_layer",
-    "write_path",
-    "write_tree",
 ]
 
-CHUNK = 1 << 20
-# (uid, gid) -> (uid, gid): a user-namespace shift applied to every entry's owner (docker cp of a
-# container under --userns-remap)
-IdMapper = Callable[[int, int], tuple[int, int]]
 # tarfile's stream reader re-slices its buffer on every read; a buffer much larger than the
 # typical read (a 512-byte header) makes small files slow, a tiny one makes big files slow.
 _TAR_BUFSIZE = 64 * 1024
-_BLOCK = tarfile.BLOCKSIZE
 _DIR_CACHE = 256  # open directory descriptors kept between entries
 
-WHITEOUT_PREFIX = ".wh."
-WHITEOUT_META_PREFIX = ".wh..wh."
-WHITEOUT_OPAQUE = ".wh..wh..opq"
-OPAQUE_XATTR = "trusted.overlay.opaque"
-_OVERLAY_XATTR_PREFIX = "trusted.overlay."
-_PAX_XATTR_PREFIX = "SCHILY.xattr."
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # errors that mean the host is in trouble, not that the archive is bad
 _HOST_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE,
                 errno.ENFILE}
@@ -75,91 +67,6 @@ class AppliedLayer:
     diff_id: str  # "sha256:<hex>" of the uncompressed tar stream, to EOF
     size: int  # sum of the sizes of regular files, as docker reports a layer's size
     tar_size: int  # bytes of uncompressed tar
-
-
-# --- decompression -------------------------------------------------------------------------------
-
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_XZ_MAGIC = b"\xfd7zXZ\x00"
-_BZIP2_MAGIC = b"BZh"
-
-
-class _Prefixed(io.RawIOBase):
-    """`rest` with `head` (bytes already read from it to sniff the format) put back in front."""
-
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        if self._head:
-            n = min(len(b), len(self._head))
-            b[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._rest.read(len(b))
-        n = len(data)
-        b[:n] = data
-        return n
-
-
-def _read_upto(stream: BinaryIO, n: int) -> bytes:
-    """Up to n bytes; a pipe may return fewer per read before EOF."""
-    parts: list[bytes] = []
-    got = 0
-    while got < n:
-        data = stream.read(n - got)
-        if not data:
-            break
-        parts.append(data)
-        got += len(data)
-    return b"".join(parts)
-
-
-def _zstd_reader(src: BinaryIO) -> BinaryIO:
-    # The PEP 784 API (stdlib from 3.14, backports.zstd before) first, then python-zstandard.
-    for name in ("compression.zstd", "backports.zstd"):
-        try:
-            mod = importlib.import_module(name)
-        except ImportError:
-            continue
-        return cast(BinaryIO, mod.ZstdFile(src, "rb"))
-    try:
-        zstandard = importlib.import_module("zstandard")
-    except ImportError:
-        raise InvalidParameter(
-            "the stream is zstd-compressed but no zstd module is installed "
-            "(install backports.zstd or zstandard)") from None
-    return cast(BinaryIO, zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True))
-
-
-def _gzip_reader(src: BinaryIO) -> BinaryIO:
-    # isal's igzip decompresses several times faster than zlib; the bytes out are the same.
-    try:
-        igzip = importlib.import_module("isal.igzip")
-    except ImportError:
-        return cast(BinaryIO, gzip.GzipFile(fileobj=src, mode="rb"))
-    return cast(BinaryIO, igzip.GzipFile(fileobj=src, mode="rb"))
-
-
-def open_decompressed(stream: BinaryIO) -> BinaryIO:
-    """The uncompressed bytes of `stream`, which may be plain or gzip, zstd, xz or bzip2 compressed
-    (recognised by magic bytes, as docker does). Reads lazily; never holds the whole stream."""
-    head = _read_upto(stream, 6)
-    src = cast(BinaryIO, io.BufferedReader(_Prefixed(head, stream), CHUNK))
-    if head.startswith(_GZIP_MAGIC):
-        return _gzip_reader(src)
-    if head.startswith(_ZSTD_MAGIC):
-        return _zstd_reader(src)
-    if head.startswith(_XZ_MAGIC):
-        return cast(BinaryIO, lzma.LZMAFile(src, "rb"))
-    if head.startswith(_BZIP2_MAGIC) and len(head) > 3 and head[3:4] in b"123456789":
-        return cast(BinaryIO, bz2.BZ2File(src, "rb"))
-    return src
 
 
 class _Digesting:
@@ -224,9 +131,9 @@ def _mtime_ns(info: tarfile.TarInfo) -> int:
 def _pax_xattrs(info: tarfile.TarInfo) -> list[tuple[str, bytes]]:
     out = []
     for key, value in info.pax_headers.items():
-        if key.startswith(_PAX_XATTR_PREFIX):
+        if key.startswith(PAX_XATTR_PREFIX):
             # tarfile decoded the raw value with surrogateescape: this restores the exact bytes
-            out.append((key[len(_PAX_XATTR_PREFIX):], value.encode("utf-8", "surrogateescape")))
+            out.append((key[len(PAX_XATTR_PREFIX):], value.encode("utf-8", "surrogateescape")))
     return out
 
 
@@ -251,9 +158,9 @@ class _Extractor:
     def __init__(self, dest: str | int, layer: bool = True, no_overwrite_dir_non_dir: bool = False,
                  owner: tuple[int, int] | None = None, id_map: IdMapper | None = None) -> None:
         if isinstance(dest, int):
-            self.root_fd = os.open(".", _DIR_FLAGS, dir_fd=dest)
+            self.root_fd = os.open(".", DIR_FLAGS, dir_fd=dest)
         else:
-            self.root_fd = os.open(dest, _DIR_FLAGS)
+            self.root_fd = os.open(dest, DIR_FLAGS)
         self.layer = layer
         self.no_overwrite_dir_non_dir = no_overwrite_dir_non_dir
         self.owner = owner
@@ -304,13 +211,13 @@ class _Extractor:
     def _open_child(parent: int, parts: tuple[str, ...], entry: str, create: bool) -> int:
         name = parts[-1]
         try:
-            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+            return os.open(name, DIR_FLAGS, dir_fd=parent)
         except FileNotFoundError:
             if not create:
                 raise
             os.mkdir(name, 0o755, dir_fd=parent)
             os.chmod(name, 0o755, dir_fd=parent)  # mkdir applied the umask
-            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+            return os.open(name, DIR_FLAGS, dir_fd=parent)
         except OSError as e:
             if e.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise
@@ -348,7 +255,7 @@ class _Extractor:
 
     def _set_xattrs(self, target: int | str, xattrs: list[tuple[str, bytes]], entry: str) -> None:
         for key, value in xattrs:
-            if key.startswith(_OVERLAY_XATTR_PREFIX):
+            if key.startswith(OVERLAY_XATTR_PREFIX):
                 # overlay metadata only ever comes from whiteout entries: a forged redirect,
                 # origin or metacopy xattr would make overlayfs look elsewhere
                 continue
@@ -633,254 +540,3 @@ def _run_extractor(src: _Digesting, ex: _Extractor, what: str) -> None:
                 raise InvalidParameter(f"cannot apply {what} entry {info.name!r}: {e.strerror}") from e
         ex.finish()
 
-
-# --- writing -------------------------------------------------------------------------------------
-
-
-class TarWriter:
-    """Writes a tar stream to a possibly non-seekable `out`: each header is written with its final
-    size, contents stream through in chunks. Counts and (optionally) hashes every byte written.
-    The end is two zero blocks with no record padding, as Go's archive/tar writes it."""
-
-    def __init__(self, out: BinaryIO, digest: bool = True, id_map: IdMapper | None = None) -> None:
-        self._out = out
-        self._hash = hashlib.sha256() if digest else None
-        self.written = 0
-        self.id_map = id_map  # host owners to those the archive shows (a remapped container's)
-
-    def _emit(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            n = self._out.write(view)
-            view = view[len(view) if n is None else n:]
-        if self._hash is not None:
-            self._hash.update(data)
-        self.written += len(data)
-
-    def add(self, info: tarfile.TarInfo, data: BinaryIO | None = None) -> None:
-        """Write `info`; for a regular file exactly `info.size` bytes are read from `data`."""
-        if self.id_map is not None:
-            info.uid, info.gid = self.id_map(info.uid, info.gid)
-        self._emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-        if info.type not in tarfile.REGULAR_TYPES or not info.size:
-            return
-        if data is None:
-            raise ValueError(f"tar entry {info.name!r} needs its contents")
-        remaining = info.size
-        while remaining:
-            chunk = data.read(min(CHUNK, remaining))
-            if not chunk:
-                raise SystemError_(f"{info.name!r} ended {remaining} bytes early while being archived")
-            self._emit(chunk)
-            remaining -= len(chunk)
-        pad = -info.size % _BLOCK
-        if pad:
-            self._emit(bytes(pad))
-
-    def add_bytes(self, name: str, data: bytes, mode: int = 0o644) -> None:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        info.mode = mode
-        info.mtime = 0
-        self.add(info, io.BytesIO(data))
-
-    def add_dir(self, name: str, mode: int = 0o755) -> None:
-        info = tarfile.TarInfo(name)
-        info.type = tarfile.DIRTYPE
-        info.mode = mode
-        info.mtime = 0
-        self.add(info)
-
-    def close(self) -> str:
-        """Write the end-of-archive blocks; the sha256 digest of everything written ("" when
-        not hashing)."""
-        self._emit(bytes(2 * _BLOCK))
-        return "sha256:" + self._hash.hexdigest() if self._hash is not None else ""
-
-
-def _header(name: str, st: os.stat_result) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.mode = stat.S_IMODE(st.st_mode)
-    info.uid = st.st_uid
-    info.gid = st.st_gid
-    info.uname = info.gname = ""  # numeric ids only: names mean nothing inside the image
-    info.mtime = int(st.st_mtime)  # seconds, as docker writes layers
-    return info
-
-
-def _read_xattrs(path: str) -> dict[str, str]:
-    try:
-        keys = os.listxattr(path, follow_symlinks=False)
-    except OSError as e:
-        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-            return {}
-        raise
-    out: dict[str, str] = {}
-    for key in sorted(keys):
-        # overlay's own xattrs are translated (opaque) or meaningless elsewhere (origin, impure);
-        # selinux labels belong to the host, not to the image
-        if key.startswith(_OVERLAY_XATTR_PREFIX) or key == "security.selinux":
-            continue
-        try:
-            value = os.getxattr(path, key, follow_symlinks=False)
-        except OSError:
-            continue
-        out[_PAX_XATTR_PREFIX + key] = value.decode("utf-8", "surrogateescape")
-    return out
-
-
-class _LayerWalker:
-    def __init__(self, tw: TarWriter, exclude: Collection[str] = ()) -> None:
-        self._tw = tw
-        self._links: dict[tuple[int, int], str] = {}  # (dev, inode) -> first name written
-        self._exclude = set(exclude)
-
-    def walk_root(self, root: int, prefix: str = "") -> None:
-        if self._is_opaque(root):
-            self._opaque_marker(prefix, os.fstat(root))
-        # an explicit stack, not recursion: a container can nest directories deeper than
-        # Python's recursion limit
-        stack: list[tuple[int, str, Iterator[str]]] = [(root, prefix, self._names(root))]
-        try:
-            while stack:
-                dfd, prefix, names = stack[-1]
-                name = next(names, None)
-                if name is None:
-                    stack.pop()
-                    if dfd != root:
-                        os.close(dfd)
-                    continue
-                if prefix + name in self._exclude:
-                    continue
-                try:
-                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-                except FileNotFoundError:
-                    continue  # removed by a running container while we walked
-                if not stat.S_ISDIR(st.st_mode):
-                    self._entry(dfd, prefix, name, st)
-                    continue
-                rel = prefix + name
-                self.dir_header(dfd, name, rel, st)
-                fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
-                stack.append((fd, rel + "/", iter(())))
-                if self._is_opaque(fd):
-                    self._opaque_marker(rel + "/", st)
-                stack[-1] = (fd, rel + "/", self._names(fd))
-        finally:
-            for dfd, _, _ in stack:
-                if dfd != root:
-                    os.close(dfd)
-
-    def dir_header(self, dfd: int, name: str, rel: str, st: os.stat_result) -> None:
-        info = _header(rel, st)
-        info.type = tarfile.DIRTYPE
-        info.pax_headers = _read_xattrs(f"/proc/self/fd/{dfd}/{name}")
-        self._tw.add(info)
-
-    @staticmethod
-    def _names(dfd: int) -> Iterator[str]:
-        with os.scandir(dfd) as it:
-            return iter(sorted((e.name for e in it), key=os.fsencode))
-
-    def _entry(self, dfd: int, prefix: str, name: str, st: os.stat_result, arcname: str = "") -> None:
-        """A non-directory (`arcname`: its name in the archive, if not `prefix + name`)."""
-        rel = arcname or prefix + name
-        mode = st.st_mode
-        proc = f"/proc/self/fd/{dfd}/{name}"
-        if stat.S_ISCHR(mode) and st.st_rdev == 0:
-            # overlay whiteout -> an empty `.wh.<name>` file (overlay may share one whiteout inode
-            # between many names, so these never become hardlinks)
-            info = _header(prefix + WHITEOUT_PREFIX + name, st)
-            self._tw.add(info)
-            return
-        if stat.S_ISSOCK(mode):
-            return  # sockets cannot be archived; docker skips them too
-        info = _header(rel, st)
-        if st.st_nlink > 1:
-            first = self._links.get((st.st_dev, st.st_ino))
-            if first is not None:
-                info.type = tarfile.LNKTYPE
-                info.linkname = first
-                self._tw.add(info)
-                return
-            self._links[(st.st_dev, st.st_ino)] = rel
-        info.pax_headers = _read_xattrs(proc)
-        if stat.S_ISREG(mode):
-            info.size = st.st_size
-            # O_NONBLOCK: should a running container swap the file for a FIFO, do not hang
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
-            with open(fd, "rb", buffering=0) as f:
-                now = os.fstat(fd)
-                if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev) or not stat.S_ISREG(now.st_mode):
-                    raise SystemError_(f"{rel!r} changed while being archived")
-                self._tw.add(info, cast(BinaryIO, f))
-        elif stat.S_ISLNK(mode):
-            info.type = tarfile.SYMTYPE
-            info.linkname = os.readlink(name, dir_fd=dfd)
-            self._tw.add(info)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-            info.devmajor = os.major(st.st_rdev)
-            info.devminor = os.minor(st.st_rdev)
-            self._tw.add(info)
-        elif stat.S_ISFIFO(mode):
-            info.type = tarfile.FIFOTYPE
-            self._tw.add(info)
-
-    @staticmethod
-    def _is_opaque(fd: int) -> bool:
-        try:
-            return os.getxattr(fd, OPAQUE_XATTR) == b"y"
-        except OSError:
-            return False
-
-    def _opaque_marker(self, prefix: str, st: os.stat_result) -> None:
-        info = _header(prefix + WHITEOUT_OPAQUE, st)
-        info.mode = stat.S_IMODE(st.st_mode) & 0o777
-        self._tw.add(info)
-
-
-def write_layer(upper_dir: str, out: BinaryIO, exclude: Collection[str] = ()) -> str:
-    """Tar `upper_dir` (an overlay upper or layer directory) into `out` in image-layer form:
-    sorted, numeric owners, whiteouts and opaque directories in their `.wh.` tar form,
-    hardlinks by inode, xattrs as PAX records. `exclude`: relative paths left out (with what
-    is below them). Returns the DiffID of what was written."""
-    root = os.open(upper_dir, _DIR_FLAGS)
-    try:
-        return write_tree(root, out, exclude)
-    finally:
-        os.close(root)
-
-
-def write_tree(root_fd: int, out: BinaryIO, exclude: Collection[str] = (), id_map: IdMapper | None = None) -> str:
-    """`write_layer` of the directory open as `root_fd`; on a mounted overlay (no whiteouts to
-    see) this is the flattened filesystem, as `docker export` writes it."""
-    tw = TarWriter(out, id_map=id_map)
-    fd = os.open(".", _DIR_FLAGS, dir_fd=root_fd)
-    try:
-        _LayerWalker(tw, exclude).walk_root(fd)
-    finally:
-        os.close(fd)
-    return tw.close()
-
-
-def write_path(parent_fd: int, name: str, arcname: str, out: BinaryIO, id_map: IdMapper | None = None) -> None:
-    """Tar one entry, `name` in the directory `parent_fd` ("" for that directory itself), and
-    everything below it when it is a directory, under the archive name `arcname` (docker's
-    rebase: `GET /containers/{id}/archive`). Never follows a symlink: a link is archived as one."""
-    tw = TarWriter(out, digest=False, id_map=id_map)
-    walker = _LayerWalker(tw)
-    if name:
-        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-    else:
-        st = os.stat(parent_fd)
-    if stat.S_ISDIR(st.st_mode):
-        fd = os.open(name or ".", _DIR_FLAGS, dir_fd=parent_fd)
-        try:
-            walker.dir_header(fd, ".", arcname, st)
-            walker.walk_root(fd, "" if arcname == "/" else arcname.rstrip("/") + "/")
-        finally:
-            os.close(fd)
-    else:
-        walker._entry(parent_fd, "", name, st, arcname=arcname)
-    tw.close()
