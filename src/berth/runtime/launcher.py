@@ -129,6 +129,16 @@ def _set_caps(caps: dict[str, list[str]]) -> None:
             _check(_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NUMBER[name]), "raise ambient capability")
 
 
+_RT_SIGACTION = {"x86_64": 13, "aarch64": 134}.get(os.uname().machine)
+
+
+def _default_disposition(sig: int) -> None:
+    """SIG_DFL by the raw syscall: a zeroed kernel sigaction (handler, flags, [restorer,] mask)."""
+    if _RT_SIGACTION is not None:
+        action = (ctypes.c_uint64 * 4)()
+        _libc.syscall(_RT_SIGACTION, sig, ctypes.byref(action), None, 8)
+
+
 def _home(uid: int) -> str:
     try:
         with open("/etc/passwd") as f:
@@ -231,8 +241,8 @@ def _finish_in_container(req: dict[str, Any], ns_fds: dict[str, int], program: b
         if sig not in (signal.SIGKILL, signal.SIGSTOP):
             try:
                 signal.signal(sig, signal.SIG_DFL)
-            except (OSError, ValueError):
-                pass  # signals the C library keeps for itself
+            except (OSError, ValueError):  # the C library's own (32, 33) refuse its wrapper
+                _default_disposition(sig)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     # The move into the cgroups (the launcher's child writes our pid; the kernel's first cgroup
     # migration in a while waits for an RCU grace period, ~10 ms) went on while we got ready;
