@@ -8,8 +8,8 @@ PIDFILE := /run/berth/berthd.pid
 LOG := /var/log/berthd.log
 DEB_PKGS := runc crun conmon iptables nftables busybox-static uidmap procps python3-venv ca-certificates tini
 # What only the tests need: a registry and a client berth did not write, etcd for the cluster,
-# sshd for the machines' ssh driver and docker-compose v1.
-TEST_DEB_PKGS := docker-registry skopeo etcd-server etcd-client openssh-server docker-compose
+# sshd for the machines' ssh driver, docker-compose v1, and gcc for a static syscall probe.
+TEST_DEB_PKGS := docker-registry skopeo etcd-server etcd-client openssh-server docker-compose gcc libc6-dev
 export PATH := /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$(PATH)
 
 .PHONY: up down test deps venv test-venv lint unit

@@ -68,6 +68,29 @@ def test_default_seccomp_blocks_what_privileged_allows(berthd: Daemon) -> None:
     assert out.stdout == "1\n"
 
 
+KEYCTL_PROBE = r"""
+#include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+/* exit status: the errno of keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING), 0 when allowed */
+int main(void) { return syscall(SYS_keyctl, 0, -3L, 0L) < 0 ? errno : 0; }
+"""
+
+
+def test_default_seccomp_blocks_keyctl(berthd: Daemon, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """busybox has no keyctl applet: a static probe (gcc, from make test's packages) makes the call."""
+    import shutil
+    import subprocess
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed (make test installs it)")
+    (tmp_path / "probe.c").write_text(KEYCTL_PROBE)
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(tmp_path / "probe"), str(tmp_path / "probe.c")], check=True)
+    mount = f"{tmp_path / 'probe'}:/probe:ro"
+    assert docker(berthd, "run", "--rm", "-v", mount, "busybox", "/probe", check=False).returncode == 1  # EPERM
+    assert docker(berthd, "run", "--rm", "--privileged", "-v", mount, "busybox", "/probe", check=False).returncode == 0
+
+
 def test_read_only_root_with_tmpfs(berthd: Daemon) -> None:
     out = docker(berthd, "run", "--rm", "--read-only", "--tmpfs", "/tmp", "busybox", "sh", "-c",
                  "touch /tmp/ok && echo tmp-ok; touch /root/x", check=False)
