@@ -64,14 +64,7 @@ class NetworkAddresses:
     def allocate(self, ip: IPv4Address | None = None) -> IPv4Address:
         base = int(self.subnet.network_address)
         if ip is not None:
-            if not self.user_subnet:
-                raise InvalidParameter("user specified IP address is supported only when connecting to "
-                                       "networks with user configured subnets")
-            if ip not in self.subnet:
-                raise InvalidParameter(f"invalid address {ip}: it does not belong to subnet {self.subnet}")
-            if int(ip) - base in self.allocated:
-                raise Conflict(f"Address already in use: {ip}")
-            self.allocated.add(int(ip) - base)
+            _claim(self.allocated, self.user_subnet, self.subnet, ip)
             return ip
         off = _next_fit(self.allocated, self.cursor, *self._bounds(), tries=1 << 32)
         if off is None:
@@ -87,13 +80,31 @@ class NetworkAddresses:
         return ip in self.subnet and int(ip) - int(self.subnet.network_address) in self.allocated
 
     def to_dict(self) -> dict[str, Any]:
-        return {"subnet": str(self.subnet), "gateway": str(self.gateway), "ip_range": str(self.ip_range),
-                "user_subnet": self.user_subnet, "allocated": sorted(self.allocated), "cursor": self.cursor}
+        return _addresses_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkAddresses:
         return cls(IPv4Network(d["subnet"]), IPv4Address(d["gateway"]), IPv4Network(d["ip_range"]),
                    bool(d.get("user_subnet", False)), set(d.get("allocated", [])), int(d.get("cursor", 0)))
+
+
+def _claim(allocated: set[int], user_subnet: bool, subnet: IPv4Network | IPv6Network,
+           ip: IPv4Address | IPv6Address) -> None:
+    """Take a fixed address (`--ip`/`--ip6`), as docker allows it: only on a user subnet, in it, once."""
+    if not user_subnet:
+        raise InvalidParameter("user specified IP address is supported only when connecting to "
+                               "networks with user configured subnets")
+    if ip not in subnet:
+        raise InvalidParameter(f"invalid address {ip}: it does not belong to subnet {subnet}")
+    offset = int(ip) - int(subnet.network_address)
+    if offset in allocated:
+        raise Conflict(f"Address already in use: {ip}")
+    allocated.add(offset)
+
+
+def _addresses_dict(a: NetworkAddresses | NetworkAddresses6) -> dict[str, Any]:
+    return {"subnet": str(a.subnet), "gateway": str(a.gateway), "ip_range": str(a.ip_range),
+            "user_subnet": a.user_subnet, "allocated": sorted(a.allocated), "cursor": a.cursor}
 
 
 def _next_fit(allocated: set[int], cursor: int, lo: int, hi: int, tries: int = 1 << 16) -> int | None:
@@ -124,14 +135,7 @@ class NetworkAddresses6:
     def allocate(self, ip: IPv6Address | None = None) -> IPv6Address:
         base = int(self.subnet.network_address)
         if ip is not None:
-            if not self.user_subnet:
-                raise InvalidParameter("user specified IP address is supported only when connecting to "
-                                       "networks with user configured subnets")
-            if ip not in self.subnet:
-                raise InvalidParameter(f"invalid address {ip}: it does not belong to subnet {self.subnet}")
-            if int(ip) - base in self.allocated:
-                raise Conflict(f"Address already in use: {ip}")
-            self.allocated.add(int(ip) - base)
+            _claim(self.allocated, self.user_subnet, self.subnet, ip)
             return ip
         lo = max(int(self.ip_range.network_address) - base, 1)
         hi = int(self.ip_range.broadcast_address) - base
@@ -146,8 +150,7 @@ class NetworkAddresses6:
         self.allocated.discard(int(ip) - int(self.subnet.network_address))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"subnet": str(self.subnet), "gateway": str(self.gateway), "ip_range": str(self.ip_range),
-                "user_subnet": self.user_subnet, "allocated": sorted(self.allocated), "cursor": self.cursor}
+        return _addresses_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkAddresses6:
