@@ -29,15 +29,15 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-# The files that exercise containers, exec, images, volumes, health checks and the client
+# The files that exercise containers, exec, images, volumes, networks, health checks and the client
 # itself.  The others need things no engine here can provide: swarm (services, nodes, secrets,
-# configs, swarm), plugins (Docker Hub), build with a registry, and networks/contexts are tested
+# configs, swarm), plugins (Docker Hub), build with a registry, and contexts are tested
 # elsewhere.
 DEFAULT_FILES=(
     api_container_test.py api_exec_test.py api_image_test.py api_volume_test.py
     models_containers_test.py models_images_test.py models_volumes_test.py
     api_healthcheck_test.py api_client_test.py errors_test.py regression_test.py client_test.py
-    models_resources_test.py
+    models_resources_test.py api_network_test.py models_networks_test.py
 )
 
 # Tests that talk to a registry (Docker Hub): no registry is reachable from these machines, so

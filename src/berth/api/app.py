@@ -12,6 +12,7 @@ from .routes import (
     images,
     networks,
     resources,
+    swarm,
     system,
     volumes,
 )
@@ -24,7 +25,8 @@ def build_router(server_name: str, system_b: system.SystemBackend, containers_b:
                  resources_b: resources.ResourceBackend | None = None,
                  build_b: build.BuildBackend | None = None,
                  distribution_b: distribution.DistributionBackend | None = None,
-                 networks_b: networks.NetworkBackend | None = None) -> Router:
+                 networks_b: networks.NetworkBackend | None = None,
+                 swarm_b: swarm.SwarmBackend | None = None) -> Router:
     r = Router(server_name)
     system.register(r, system_b)
     containers.register(r, containers_b)
@@ -37,6 +39,8 @@ def build_router(server_name: str, system_b: system.SystemBackend, containers_b:
         resources.register(r, resources_b)
     if networks_b is not None:
         networks.register(r, networks_b)
+    if swarm_b is not None:
+        swarm.register(r, swarm_b)
     if build_b is not None:
         build.register(r, build_b)
     if distribution_b is not None:

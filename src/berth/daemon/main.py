@@ -106,6 +106,7 @@ async def run(args: argparse.Namespace) -> None:
     from .network_state import NetworkSettingsOptions, parse_pool
     from .networks import NetworkService
     from .resources import ResourceAPI
+    from .swarm import SwarmService
     from .system_api import SystemAPI
     from .volume_api import VolumeAPI
 
@@ -174,9 +175,12 @@ async def run(args: argparse.Namespace) -> None:
     await networks.recover()  # before containers are re-watched: their ports must keep working
     await containers.recover()
     await networks.resume(containers.all())  # the built-in DNS of those still running
+    swarm = SwarmService(db, networks, containers)
+    networks.swarm_active = lambda: swarm.active
     daemon_id = _daemon_id(data_root)
     system_b = SystemAPI(daemon_id, data_root, containers, events, args.label,
                          {n: r.info.path for n, r in runtimes.items()}, args.default_runtime)
+    system_b.swarm_info = swarm.info_block
     if remap is not None:
         system_b.security_options.append("name=userns")
     registries = RegistrySettings(list(args.insecure_registry), args.registry_certs_dir, list(args.registry_mirror))
@@ -190,7 +194,7 @@ async def run(args: argparse.Namespace) -> None:
                           archive_b=ArchiveAPI(containers, os.path.join(data_root, "tmp")),
                           commit_b=CommitAPI(containers, images, os.path.join(data_root, "tmp")),
                           resources_b=ResourceAPI(containers), distribution_b=distribution_b,
-                          networks_b=NetworkAPI(networks, containers),
+                          networks_b=NetworkAPI(networks, containers), swarm_b=swarm,
                           build_b=builder)
 
     if args.config_file:  # before serving: a reload may be requested as soon as we answer

@@ -88,7 +88,7 @@ def _matches(n: Network, filters: dict[str, list[str]], used: bool) -> bool:
         return False
     if filters.get("driver") and n.driver not in filters["driver"]:
         return False
-    if filters.get("scope") and ("global" if n.driver == "overlay" else "local") not in filters["scope"]:
+    if filters.get("scope") and n.scope_view not in filters["scope"]:
         return False
     if filters.get("type"):
         kinds = set(filters["type"])

@@ -101,6 +101,8 @@ class Network:
     bridge: str = ""
     ipam_options: dict[str, str] | None = None  # --ipam-opt, recorded only; None if not sent
     ipv6: bool = False  # EnableIPv6: a second address space in ipam.networks6
+    scope: str = ""  # "swarm": a swarm mode overlay (swarm.py), realised here as a local bridge
+    ingress: bool = False  # the swarm's routing-mesh network (recorded: berth runs no services)
 
     def to_record(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -112,6 +114,16 @@ class Network:
     @property
     def predefined(self) -> bool:
         return self.name in PREDEFINED
+
+    @property
+    def scope_view(self) -> str:
+        """inspect's Scope: a cluster store's overlay is global, a swarm's swarm, the rest local."""
+        return self.scope or ("global" if self.driver == "overlay" else "local")
+
+    @property
+    def swarm_local(self) -> bool:
+        """A swarm mode overlay: on a single-node swarm it has no peers, so a local bridge realises it."""
+        return self.driver == "overlay" and self.scope == "swarm"
 
     def config(self, ipam: Ipam) -> NetworkConfig:
         na = ipam.networks[self.id]
@@ -193,7 +205,7 @@ class NetworkState:
         """The cluster's overlay networks now (from the store's watch): kept beside the local ones,
         in memory only."""
         ids = {n.id for n in nets}
-        for nid in [k for k, n in self.nets.items() if n.driver == "overlay" and k not in ids]:
+        for nid in [k for k, n in self.nets.items() if n.driver == "overlay" and not n.swarm_local and k not in ids]:
             del self.nets[nid]
         for n in nets:
             self.nets[n.id] = n
@@ -225,7 +237,7 @@ class NetworkState:
             return self._driver
 
     def _bridge_configs(self) -> list[NetworkConfig]:
-        return [n.config(self.ipam) for n in self.nets.values() if n.driver == "bridge"]
+        return [n.config(self.ipam) for n in self.nets.values() if n.driver == "bridge" or n.swarm_local]
 
     def endpoint_rows(self, container_id: str | None = None) -> list[dict[str, Any]]:
         if container_id is None:

@@ -50,15 +50,15 @@ def inspect_view(ipam: Ipam, overlay: OverlayService | None, n: Network, contain
                                  else "",
                                  "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
                                  if ep.get("GlobalIPv6Address") else ""}
-    if n.driver == "overlay" and overlay is not None:  # the engines with endpoints on it, as swarm's
+    if n.driver == "overlay" and overlay is not None and not n.swarm_local:  # the engines on it, as swarm's
         extra: dict[str, Any] = {"Peers": overlay.peers_view(n.id)}
     else:
         extra = {}
     return {"Name": n.name, "Id": n.id, "Created": n.created,
-            "Scope": "global" if n.driver == "overlay" else "local", "Driver": n.driver,
+            "Scope": n.scope_view, "Driver": n.driver,
             "EnableIPv6": n.ipv6, "IPAM": {"Driver": "default", "Options": None if n.ipam_options is None else dict(n.ipam_options),
                                           "Config": ipam_cfg},
-            "Internal": n.internal, "Attachable": n.attachable, "Ingress": False,
+            "Internal": n.internal, "Attachable": n.attachable, "Ingress": n.ingress,
             "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": members,
             "Options": dict(n.options), "Labels": dict(n.labels), **extra}
 

@@ -4,7 +4,8 @@ It creates, removes and plans networks itself and hands the rest to its parts, e
 module: records, IPAM and the driver (network_state.py), containers' addresses and endpoints
 (network_attach.py), the built-in DNS's table (network_dns.py), legacy links (network_links.py)
 and the API's shapes (network_views.py). Overlay networks go to the OverlayService (overlay.py)
-when the daemon has a cluster store.
+when the daemon has a cluster store; in single-node swarm mode (swarm.py) a swarm-scoped overlay
+has no peers, so a local bridge realises it.
 The service never touches the API or the container service; the caller passes the container.
 """
 
@@ -49,6 +50,7 @@ class NetworkService:
         self.names = ContainerNames(self.state)
         self.links = LegacyLinks(self.state)
         self.attachments = NetworkAttachments(self.state, self.names, self.links)
+        self.swarm_active: Callable[[], bool] = lambda: False  # set by the daemon (swarm.py)
 
     # --- the daemon's hooks, kept where every part reads them ----------------------------------
     @property
@@ -101,7 +103,7 @@ class NetworkService:
         """Before containers are re-watched: give the driver back every network and the endpoints of
         running containers, so published ports keep working (only if there is anything to restore:
         otherwise the driver loads on first use)."""
-        if self.state.connected_endpoints() or any(n.driver == "bridge" and not n.predefined
+        if self.state.connected_endpoints() or any((n.driver == "bridge" or n.swarm_local) and not n.predefined
                                                    for n in self.state.nets.values()):
             await asyncio.to_thread(self.state.driver_now)
 
@@ -116,9 +118,10 @@ class NetworkService:
         if any(n.name == name for n in self.state.nets.values()):
             raise Conflict(f"network with name {name} already exists")
         driver = body.get("Driver") or "bridge"
-        if driver == "overlay":
+        swarm_net = self._swarm_scoped(body, driver)
+        if driver == "overlay" and not swarm_net:
             return await self._create_overlay(body)
-        if driver != "bridge":
+        if driver not in ("bridge", "overlay"):
             if driver in ("host", "null"):
                 raise Forbidden(f"only one instance of \"{driver}\" network is allowed")
             raise NotFound(f'could not find plugin {driver} in v1 plugin registry: plugin not found')
@@ -156,7 +159,7 @@ class NetworkService:
         except BaseException:
             self.ipam.remove_network(nid)
             raise
-        n = Network(nid, name, "bridge", now_rfc3339(), internal=bool(body.get("Internal")),
+        n = Network(nid, name, driver, now_rfc3339(), internal=bool(body.get("Internal")),
                     attachable=bool(body.get("Attachable")), options=options,
                     labels={str(k): str(v) for k, v in (body.get("Labels") or {}).items()},
                     ipam_config=[{k: str(v) for k, v in cfg.items() if k in ("Subnet", "Gateway", "IPRange")}
@@ -164,6 +167,8 @@ class NetworkService:
                     if cfg else [], bridge=bridge,
                     ipam_options={str(k): str(v) for k, v in ipam["Options"].items()}
                     if isinstance(ipam.get("Options"), dict) else None, ipv6=ipv6)
+        if swarm_net:
+            n.scope, n.ingress = "swarm", bool(body.get("Ingress"))
         if cfg6:
             n.ipam_config.append({k: str(v) for k, v in cfg6.items() if k in ("Subnet", "Gateway", "IPRange")})
         try:
@@ -178,8 +183,41 @@ class NetworkService:
             raise
         self.state.nets[nid] = n
         self.state.save_net(n)
-        self.events.publish("network", "create", nid, {"name": name, "type": "bridge"})
+        self.events.publish("network", "create", nid, {"name": name, "type": driver})
         return {"Id": nid, "Warning": ""}
+
+    def _swarm_scoped(self, body: dict[str, Any], driver: str) -> bool:
+        """Whether `body` makes a swarm mode overlay (realised by the bridge driver: a single-node
+        swarm has no peers). Without a swarm, overlays go to the cluster store as before."""
+        scope = str(body.get("Scope") or "")
+        if scope not in ("", "local", "swarm", "global"):
+            raise InvalidParameter(f"invalid scope {scope!r}: want local, swarm or global")
+        if driver != "overlay":
+            if scope in ("swarm", "global") or body.get("Ingress"):
+                raise InvalidParameter(f"berth makes {scope or 'ingress'} networks with the overlay driver only")
+            return False
+        if scope == "local":
+            raise InvalidParameter("an overlay network spans hosts: its scope is swarm or global, not local")
+        swarm = self.swarm_active()
+        if scope == "global" or (not scope and self.overlay is not None) or not swarm:
+            if scope == "swarm" and not swarm:
+                raise Forbidden("swarm-scoped networks need swarm mode: run \"docker swarm init\" first")
+            if body.get("Ingress"):
+                raise Forbidden("an ingress network needs swarm mode: run \"docker swarm init\" first")
+            return False
+        if body.get("Ingress"):
+            if body.get("Attachable"):
+                raise InvalidParameter("ingress network cannot be attachable")
+            other = next((n for n in self.state.nets.values() if n.ingress), None)
+            if other is not None:
+                raise Forbidden(f"ingress network ({other.name}) is already present")
+        return True
+
+    def check_attachable(self, n: Network) -> None:
+        """As swarm: a container joins a swarm network only if it was made `--attachable`."""
+        if n.swarm_local and not n.attachable:
+            raise Forbidden(f"Could not attach to network {n.name}: rpc error: code = PermissionDenied "
+                            f"desc = network {n.name} not manually attachable")
 
     async def _create_overlay(self, body: dict[str, Any]) -> dict[str, Any]:
         overlay = self.overlay
@@ -201,7 +239,7 @@ class NetworkService:
         if used:
             raise Conflict(f"error while removing network: network {n.name} id {n.id} has active endpoints "
                            f"({', '.join(c.name for c in used)})")
-        if n.driver == "overlay" and self.overlay is not None:  # cluster-wide, refused while in use anywhere
+        if n.driver == "overlay" and self.overlay is not None and not n.swarm_local:  # cluster-wide, in use anywhere
             await asyncio.to_thread(self.overlay.remove, n)
             self.state.nets.pop(n.id, None)
             self.events.publish("network", "destroy", n.id, {"name": n.name, "type": n.driver})
@@ -234,6 +272,7 @@ class NetworkService:
             return {mode: endpoint_view(self.get(mode).id)}
         name = "bridge" if mode == "default" else mode
         n = self.get(name)
+        self.check_attachable(n)
         if n.driver in ("host", "null"):
             return {n.name: endpoint_view(n.id)}
         wanted = endpoints_config if isinstance(endpoints_config, dict) else {}
@@ -246,6 +285,7 @@ class NetworkService:
             if other in mine:
                 continue
             on = self.get(other)
+            self.check_attachable(on)
             oep = endpoint_view(on.id)
             apply_endpoint_config(oep, ocfg or {}, on)
             out[on.name] = oep
@@ -280,6 +320,7 @@ class NetworkService:
 
     async def connect(self, n: Network, c: Container, cfg: dict[str, Any]) -> None:
         """`network connect`: a running container gets the link now, a stopped one at its start."""
+        self.check_attachable(n)
         await self.attachments.connect(n, c, cfg)
 
     async def disconnect(self, n: Network, c: Container) -> None:

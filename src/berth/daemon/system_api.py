@@ -52,6 +52,9 @@ class SystemAPI:
         self.default_runtime = default_runtime
         self.security_options: list[str] = []  # beyond seccomp's: "name=userns" under --userns-remap
         self.build_cache_usage: Callable[[], list[dict[str, Any]]] = list  # set by main to the builder's
+        self.swarm_info: Callable[[], dict[str, Any]] = lambda: {  # set by main to swarm.py's
+            "NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False, "Error": "",
+            "RemoteManagers": None}
         self.started = time.time()
 
     def version(self) -> dict[str, Any]:
@@ -100,8 +103,7 @@ class SystemAPI:
             "ServerVersion": __version__,
             "Runtimes": {name: {"path": path} for name, path in self.runtimes.items()},
             "DefaultRuntime": self.default_runtime,
-            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
-                      "Error": "", "RemoteManagers": None},
+            "Swarm": self.swarm_info(),
             "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
             "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
             "InitCommit": {"ID": "", "Expected": ""},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from berth.common.errors import InvalidParameter
+from berth.common.errors import InvalidParameter, NotFound
 
 from ..http.router import Router
 from ..http.server import Request, Response, json_response
@@ -35,7 +35,11 @@ def register(r: Router, b: NetworkBackend) -> None:
         return json_response(b.list_networks(filters))
 
     async def inspect(req: Request) -> Response:
-        return json_response(b.inspect(req.params["id"]))
+        view = b.inspect(req.params["id"])
+        scope = req.q("scope")
+        if scope and view.get("Scope") != scope:  # as dockerd: looked up in that scope only
+            raise NotFound(f"network {req.params['id']} not found")
+        return json_response(view)
 
     async def create(req: Request) -> Response:
         return json_response(await b.create(await _body(req)), 201)

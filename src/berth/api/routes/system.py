@@ -59,11 +59,5 @@ def register(r: Router, b: SystemBackend) -> None:
     r.add("GET", "/events", events)
     r.add("GET", "/system/df", df)
 
-    async def swarm_leave(req: Request) -> Response:
-        # No swarm mode: dockerd's answer on a node outside a swarm (clients ignore it with force).
-        return json_response({"message": "This node is not part of a swarm"}, 503)
-
-    r.add("POST", "/swarm/leave", swarm_leave)
-
 
 __all__ = ["register", "SystemBackend", "API_VERSION"]
