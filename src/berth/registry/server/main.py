@@ -69,8 +69,9 @@ def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    from berth.api.http.server import serve_tcp as serve
+
     from .app import AuthConfig, build
-    from .http import serve
 
     auth = AuthConfig(args.htpasswd, args.policy, args.token, args.token_realm, args.token_service,
                       args.token_key, tls=bool(args.tls_cert), proxy=args.proxy,

@@ -12,12 +12,11 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from berth.api.http.server import HijackResponse, Request, Response, StreamResponse
+from berth.api.http.server import FileResponse, HijackResponse, Request, Response, StreamResponse
 from berth.common.errors import BerthError
 
 from .auth import Need, need_of
 from .errors import RegistryError, unsupported
-from .http import FileResponse
 from .names import check_name
 
 log = logging.getLogger("berth.registry")

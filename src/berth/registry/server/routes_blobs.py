@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from berth.api.http.server import Request, Response
+from berth.api.http.server import FileResponse, Request, Response
 
 from .errors import RegistryError
-from .http import FileResponse
 from .names import check_digest
 from .proxy import PullThrough
 from .ranges import Unsatisfiable, parse_range
