@@ -11,10 +11,12 @@ stdin, stdout and stderr as SCM_RIGHTS; the launcher answers {"id", "pid"} once 
 exec'd or {"id", "error"} when it could not, then {"id", "exit"} when it ends.
 
 The order of the steps follows runc's `setns` init, so the process is what `runc exec` would make:
-namespaces except mount and cgroup, fork (to enter the PID namespace); then, while the parent
-moves the child into the cgroups (from the host's view), the child's cgroup and mount namespaces,
-cwd, rlimits, no_new_privs, seccomp (before dropping capabilities unless no_new_privs is set),
-bounding set, user, capabilities; exec once the move is done.
+namespaces except mount and cgroup, fork (to enter the PID namespace); the child moves itself
+into the v1 cgroups (from the host's view), then takes the cgroup and mount namespaces, cwd,
+rlimits, no_new_privs, seccomp (before dropping capabilities unless no_new_privs is set), bounding
+set, user, capabilities, and execs once the parent says go. On a pure v2 host the parent moves it
+into its v2 cgroup before that go; on a hybrid host (v1 controllers, a v2 side mount without any)
+into the v2 cgroup right after the exec, membership there accounting for nothing.
 """
 
 from __future__ import annotations
@@ -187,8 +189,8 @@ def _lookpath(name: str, env: dict[str, str]) -> str:
 
 def _finish_in_container(req: dict[str, Any], ns_fds: dict[str, int], program: bytes | None,
                          keep: int, moved: int, console: int) -> None:
-    """In the PID namespace already, and being moved into the cgroups meanwhile: become the
-    container's process. Never returns: execs, or raises _Failure."""
+    """In the PID namespace and the v1 cgroups already: become the container's process, exec once
+    `moved` says go. Never returns: execs, or raises _Failure."""
     process = req["process"]
     for name in ("cgroup", "mnt"):
         if name in ns_fds:
@@ -244,9 +246,8 @@ def _finish_in_container(req: dict[str, Any], ns_fds: dict[str, int], program: b
             except (OSError, ValueError):  # the C library's own (32, 33) refuse its wrapper
                 _default_disposition(sig)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    # The move into the cgroups (the launcher's child writes our pid; the kernel's first cgroup
-    # migration in a while waits for an RCU grace period, ~10 ms) went on while we got ready;
-    # the program must not start before it is done.
+    # On a pure v2 host the parent moves us into the v2 cgroup meanwhile (that move waits for an
+    # RCU grace period, ~10 ms): the program must not start before it is done.
     if os.read(moved, 1) != b"x":
         raise _Failure("could not join the container's cgroups")
     os.closerange(3, keep)  # `keep` is close-on-exec: it tells the launcher whether exec worked
@@ -260,6 +261,36 @@ def _finish_in_container(req: dict[str, Any], ns_fds: dict[str, int], program: b
 def _start_time(pid: int) -> str:  # oci.started_at's twin: this process imports nothing of berth
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[19]
+
+
+def _join_v1(dirs: list[str]) -> None:
+    """Move this (single-threaded) process into the v1 cgroups through their `tasks` files, thread
+    "0": the kernel moves just the caller without the global write lock that moving a process by
+    `cgroup.procs` takes, whose first use in a while waits for an RCU grace period (~10 ms)."""
+    for d in dirs:
+        try:
+            with open(os.path.join(d, "tasks"), "w") as f:
+                f.write("0")
+        except OSError as e:
+            raise _Failure(f"join cgroup {d}: {(e.strerror or str(e)).lower()}") from None
+
+
+def _inner_pid(pid: int) -> int:
+    """The pid of host process `pid` in its own (innermost) PID namespace; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _move(dirs: list[str], pid: int) -> None:
+    for d in dirs:
+        with open(os.path.join(d, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
 
 
 def _run_request(req: dict[str, Any], fds: list[int], report: int) -> int:
@@ -289,6 +320,7 @@ def _run_request(req: dict[str, Any], fds: list[int], report: int) -> int:
     except _Failure as e:
         tell({"error": str(e)})
         return 126
+    v1_dirs, v2_dirs, v2_controllers = req["cgroups"]
     go_r, go_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
@@ -303,6 +335,7 @@ def _run_request(req: dict[str, Any], fds: list[int], report: int) -> int:
             for fd in stdio:
                 if fd > 2:
                     os.close(fd)
+            _join_v1(v1_dirs)
             _finish_in_container(req, ns_fds, program, keep=err_w, moved=go_r, console=console)
         except _Failure as e:
             os.write(err_w, str(e).encode())
@@ -316,13 +349,12 @@ def _run_request(req: dict[str, Any], fds: list[int], report: int) -> int:
     for fd in ns_fds.values():
         os.close(fd)
     join_error = None
-    try:
-        for path in req["cgroups"]:
-            with open(path, "w") as f:
-                f.write(str(child))
-    except OSError as e:
-        join_error = e  # the child may have failed already (and gone): its reason comes first
-        os.kill(child, signal.SIGKILL)
+    if v2_controllers:  # a pure v2 host: its controllers apply from the first instruction on
+        try:
+            _move(v2_dirs, child)
+        except OSError as e:
+            join_error = e  # the child may have failed already (and gone): its reason comes first
+            os.kill(child, signal.SIGKILL)
     try:
         os.write(go_w, b"x" if join_error is None else b"-")
     except BrokenPipeError:
@@ -338,6 +370,20 @@ def _run_request(req: dict[str, Any], fds: list[int], report: int) -> int:
         tell({"error": "exec failed: unable to start container process: " + why})
         return 126
     tell({"pid": child})
+    if v2_dirs and not v2_controllers:
+        # A hybrid host's v2 side mount carries no controller: membership only, taken by a process
+        # of its own once the program runs, since this whole-process move may wait for an RCU
+        # grace period (~10 ms) and neither the exec nor its exit report should. That process is
+        # born in the container's PID namespace (ours is set for children): it names the
+        # program by its pid there.
+        inner = _inner_pid(child)
+        if inner and os.fork() == 0:
+            try:
+                os.close(report)
+                _move(v2_dirs, inner)
+            except OSError:
+                pass  # gone already: nothing to account
+            os._exit(0)
     _, status = os.waitpid(child, 0)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 

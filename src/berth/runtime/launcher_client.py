@@ -26,8 +26,10 @@ class LaunchError(Exception):
     """The process could not be started; `message` is the runtime-style reason."""
 
 
-def cgroup_procs_files(pid: int) -> list[str]:
-    """The `cgroup.procs` files, in the host's view, of every cgroup `pid` is in."""
+def cgroup_dirs(pid: int) -> tuple[list[str], list[str], bool]:
+    """The directories, in the host's view, of every cgroup `pid` is in: the v1 ones, the v2 one,
+    and whether that v2 cgroup has controllers enabled (a pure v2 host) or none (the side mount of
+    a hybrid host, where membership accounts for nothing)."""
     mounts: list[tuple[str, str, set[str]]] = []  # (mount root, mount point, controllers or {""} for v2)
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -38,7 +40,9 @@ def cgroup_procs_files(pid: int) -> list[str]:
             elif tail[0] == "cgroup":
                 opts = set(tail[2].split(","))
                 mounts.append((fields[3], fields[4], opts))
-    files = []
+    v1: list[str] = []
+    v2: list[str] = []
+    v2_controllers = False
     with open(f"/proc/{pid}/cgroup") as f:
         for line in f:
             _, controllers, path = line.rstrip("\n").split(":", 2)
@@ -48,9 +52,16 @@ def cgroup_procs_files(pid: int) -> list[str]:
                     rel = os.path.relpath(path, root) if root != "/" else path.lstrip("/")
                     if rel.startswith(".."):
                         continue
-                    files.append(os.path.join(point, rel, "cgroup.procs"))
+                    where = os.path.join(point, rel)
+                    (v1 if controllers else v2).append(where)
+                    if not controllers:  # what the container's own v2 cgroup has enabled in it
+                        try:
+                            with open(os.path.join(where, "cgroup.controllers")) as c:
+                                v2_controllers = bool(c.read().split())
+                        except OSError:
+                            v2_controllers = True  # unknown: the safe order
                     break
-    return files
+    return v1, v2, v2_controllers
 
 
 def foreign_namespaces(pid: int) -> list[str]:
@@ -186,7 +197,7 @@ class LauncherClient:
         seccomp = linux.get("seccomp")
         program = await loop.run_in_executor(None, cached_bpf, seccomp) if seccomp else None
         req = {"init_pid": init_pid, "init_start": started_at(init_pid),
-               "namespaces": foreign_namespaces(init_pid), "cgroups": cgroup_procs_files(init_pid),
+               "namespaces": foreign_namespaces(init_pid), "cgroups": cgroup_dirs(init_pid),
                "process": process, "seccomp": base64.b64encode(program).decode() if program else None}
         rid = str(next(self._ids))
         req["id"] = rid
