@@ -15,6 +15,7 @@ import subprocess
 import sys
 from typing import Any
 
+from .cgroupmove import cgroup_dirs
 from .launcher import MAX_MESSAGE, NS_ORDER
 from .oci import started_at
 from .seccomp_bpf import Unsupported, cached_bpf
@@ -24,44 +25,6 @@ log = logging.getLogger(__name__)
 
 class LaunchError(Exception):
     """The process could not be started; `message` is the runtime-style reason."""
-
-
-def cgroup_dirs(pid: int) -> tuple[list[str], list[str], bool]:
-    """The directories, in the host's view, of every cgroup `pid` is in: the v1 ones, the v2 one,
-    and whether that v2 cgroup has controllers enabled (a pure v2 host) or none (the side mount of
-    a hybrid host, where membership accounts for nothing)."""
-    mounts: list[tuple[str, str, set[str]]] = []  # (mount root, mount point, controllers or {""} for v2)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            pre, _, post = line.partition(" - ")
-            fields, tail = pre.split(), post.split()
-            if tail[0] == "cgroup2":
-                mounts.append((fields[3], fields[4], {""}))
-            elif tail[0] == "cgroup":
-                opts = set(tail[2].split(","))
-                mounts.append((fields[3], fields[4], opts))
-    v1: list[str] = []
-    v2: list[str] = []
-    v2_controllers = False
-    with open(f"/proc/{pid}/cgroup") as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            wanted = set(controllers.split(",")) if controllers else {""}
-            for root, point, opts in mounts:
-                if wanted <= opts if controllers else opts == {""}:
-                    rel = os.path.relpath(path, root) if root != "/" else path.lstrip("/")
-                    if rel.startswith(".."):
-                        continue
-                    where = os.path.join(point, rel)
-                    (v1 if controllers else v2).append(where)
-                    if not controllers:  # what the container's own v2 cgroup has enabled in it
-                        try:
-                            with open(os.path.join(where, "cgroup.controllers")) as c:
-                                v2_controllers = bool(c.read().split())
-                        except OSError:
-                            v2_controllers = True  # unknown: the safe order
-                    break
-    return v1, v2, v2_controllers
 
 
 def foreign_namespaces(pid: int) -> list[str]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from berth.common.errors import BerthError, Conflict, NotFound
 
+from .cgroupmove import LockWarmer
+
 CONMON = "/usr/bin/conmon"
 
 
@@ -122,28 +124,29 @@ class OCIRuntime:
         elif stdin:
             # StdinOnce (docker run -i): stdin closes when the attached client goes away.
             args += ["-i"] if stdin_once else ["-i", "--leave-stdin-open"]
-        sync_r, sync_w = os.pipe()
-        start_r, start_w = os.pipe()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-               "_OCI_SYNCPIPE": "3", "_OCI_STARTPIPE": "4"}
-        try:
-            # posix_spawn: no Python runs in the child, so it is cheap and fork-safe in a threaded daemon.
-            pid = os.posix_spawn(CONMON, args, env, file_actions=[
-                (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
-                (os.POSIX_SPAWN_DUP2, devnull, 2), (os.POSIX_SPAWN_DUP2, sync_w, 3),
-                (os.POSIX_SPAWN_DUP2, start_r, 4)], setsid=True)
-        finally:
-            os.close(sync_w)
-            os.close(start_r)
-            os.close(devnull)
-        os.write(start_w, b"0")
-        os.close(start_w)
-        loop = asyncio.get_running_loop()
-        try:
-            data = await loop.run_in_executor(None, _read_line, sync_r)
-        finally:
-            os.close(sync_r)
+        with LockWarmer():  # runc moves the init into its cgroups: see cgroupmove
+            sync_r, sync_w = os.pipe()
+            start_r, start_w = os.pipe()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+                   "_OCI_SYNCPIPE": "3", "_OCI_STARTPIPE": "4"}
+            try:
+                # posix_spawn: no Python runs in the child, so it is cheap and fork-safe in a threaded daemon.
+                pid = os.posix_spawn(CONMON, args, env, file_actions=[
+                    (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
+                    (os.POSIX_SPAWN_DUP2, devnull, 2), (os.POSIX_SPAWN_DUP2, sync_w, 3),
+                    (os.POSIX_SPAWN_DUP2, start_r, 4)], setsid=True)
+            finally:
+                os.close(sync_w)
+                os.close(start_r)
+                os.close(devnull)
+            os.write(start_w, b"0")
+            os.close(start_w)
+            loop = asyncio.get_running_loop()
+            try:
+                data = await loop.run_in_executor(None, _read_line, sync_r)
+            finally:
+                os.close(sync_r)
             await loop.run_in_executor(None, os.waitpid, pid, 0)  # conmon's parent exits at once
         result: dict[str, object] = {}
         for line in data.decode(errors="replace").splitlines():
