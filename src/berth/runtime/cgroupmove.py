@@ -10,7 +10,6 @@ measured side by side). Nothing changes but timing: the moved process is where i
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 
@@ -56,9 +55,9 @@ def cgroup_dirs(pid: int) -> tuple[list[str], list[str], bool]:
 
 
 
-@functools.cache
 def _own_procs_file() -> str | None:
-    """The `cgroup.procs` of a cgroup this process is in (the first hierarchy listed)."""
+    """The `cgroup.procs` of a cgroup this process is in now (the first hierarchy listed): read
+    each time, so a berthd moved elsewhere after its start is never moved back."""
     try:
         v1, v2, _ = cgroup_dirs(os.getpid())
     except (OSError, ValueError):
