@@ -115,6 +115,18 @@ def test_trim_at_exit_keeps_max_file_files_with_the_current_one(tmp_path: Path) 
     assert [r.data for r in LogReader(str(path)).read()[0]] == [f"line-{i}\n".encode() for i in range(170, 200)]
 
 
+def test_exit_between_rename_and_reopen_keeps_a_current_log(tmp_path: Path) -> None:
+    """The container exited after a rotation's rename but before conmon reopened: `.1` holds the
+    newest lines; at exit they become the current log again, cut to max-size as usual."""
+    path = tmp_path / "ctr.log"
+    (tmp_path / "ctr.log.2").write_bytes(_line(99))
+    (tmp_path / "ctr.log.1").write_bytes(b"".join(_line(i) for i in range(100, 200)))
+    size = len(_line(100)) * 10
+    logrotate.finish_rotation(str(path), logrotate.LogSettings(size, 3))
+    assert sorted(os.listdir(tmp_path)) == ["ctr.log", "ctr.log.1", "ctr.log.2"]
+    assert [r.data for r in LogReader(str(path)).read()[0]] == [f"line-{i}\n".encode() for i in range(170, 200)]
+
+
 def test_settings_and_details_as_dockerd() -> None:
     assert logrotate.log_settings("json-file", {"max-size": "10k", "max-file": "3"}) == logrotate.LogSettings(10000, 3)
     assert logrotate.log_settings("json-file", {"max-file": "3"}).max_size is None

@@ -211,6 +211,13 @@ def trim(path: str, max_size: int, max_files: int, at: int = 1) -> None:
 def finish_rotation(path: str, settings: LogSettings) -> None:
     """At the container's exit (nothing writes any more): cut what outgrew max-size."""
     assert settings.max_size is not None
+    if not os.path.exists(path):
+        # The exit came between a rotation's rename and conmon's reopen: the newest lines are
+        # in `.1`. Shift the files back, so the current log holds them as it always does.
+        rotated = rotated_paths(path)
+        for old in reversed(rotated):  # `.1` first: each rename frees the name the next needs
+            n = int(old.rsplit(".", 1)[1])
+            os.rename(old, path if n == 1 else f"{path}.{n - 1}")
     trim(path, settings.max_size, settings.max_files, at=1)
     trim(path, settings.max_size, settings.max_files, at=0)
 
