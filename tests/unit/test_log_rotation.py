@@ -87,6 +87,8 @@ def test_max_file_1_truncates(tmp_path: Path) -> None:
     assert logrotate.rotate(str(path), 1, "/nonexistent/ctl")
     conmon.reopen()
     conmon.write(_line(2))
+    # `.1` is dropped once conmon has reopened (the rotation loop's next look), or at the exit
+    logrotate.finish_rotation(str(path), logrotate.LogSettings(1 << 20, 1))
     assert os.listdir(tmp_path) == ["ctr.log"]
     assert [r.data for r in LogReader(str(path)).read()[0]] == [b"line-2\n"]
 
@@ -125,6 +127,15 @@ def test_exit_between_rename_and_reopen_keeps_a_current_log(tmp_path: Path) -> N
     logrotate.finish_rotation(str(path), logrotate.LogSettings(size, 3))
     assert sorted(os.listdir(tmp_path)) == ["ctr.log", "ctr.log.1", "ctr.log.2"]
     assert [r.data for r in LogReader(str(path)).read()[0]] == [f"line-{i}\n".encode() for i in range(170, 200)]
+
+
+def test_max_file_1_exit_before_reopen_keeps_the_last_lines(tmp_path: Path) -> None:
+    path = tmp_path / "ctr.log"
+    (tmp_path / "ctr.log.1").write_bytes(b"".join(_line(i) for i in range(100, 200)))  # renamed, not reopened
+    size = len(_line(100)) * 10
+    logrotate.finish_rotation(str(path), logrotate.LogSettings(size, 1))
+    assert sorted(os.listdir(tmp_path)) == ["ctr.log"]
+    assert [r.data for r in LogReader(str(path)).read()[0]] == [f"line-{i}\n".encode() for i in range(190, 200)]
 
 
 def test_settings_and_details_as_dockerd() -> None:

@@ -144,8 +144,8 @@ def rotate(path: str, max_files: int, ctl_path: str) -> bool:
             os.rename(old, f"{path}.{n + 1}")
     os.rename(path, f"{path}.1")
     reopen(ctl_path)
-    if keep == 0:  # max-file=1: the log is truncated, as json-file does
-        os.unlink(f"{path}.1")
+    # max-file=1 truncates the log, as json-file does: `.1` goes once conmon has reopened (it
+    # writes there until then), or comes back as the current log if the container exits first.
     return True
 
 
@@ -208,6 +208,13 @@ def trim(path: str, max_size: int, max_files: int, at: int = 1) -> None:
         os.rename(tmp, name(at + k))
 
 
+def _unlink_if_there(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def finish_rotation(path: str, settings: LogSettings) -> None:
     """At the container's exit (nothing writes any more): cut what outgrew max-size."""
     assert settings.max_size is not None
@@ -218,6 +225,8 @@ def finish_rotation(path: str, settings: LogSettings) -> None:
         for old in reversed(rotated):  # `.1` first: each rename frees the name the next needs
             n = int(old.rsplit(".", 1)[1])
             os.rename(old, path if n == 1 else f"{path}.{n - 1}")
+    elif settings.max_files == 1:
+        _unlink_if_there(f"{path}.1")  # truncated at the last rotation; conmon had reopened
     trim(path, settings.max_size, settings.max_files, at=1)
     trim(path, settings.max_size, settings.max_files, at=0)
 
@@ -241,6 +250,8 @@ async def keep_rotated(path: str, ctl_path: str, settings: LogSettings) -> None:
         try:
             if reopened and untrimmed:
                 trim(path, limit, settings.max_files)
+                if settings.max_files == 1:
+                    _unlink_if_there(f"{path}.1")
                 untrimmed = False
             if size >= limit and rotate(path, settings.max_files, ctl_path):
                 size = 0
