@@ -299,24 +299,12 @@ class Compose:
         # Dependents stop before what they depend on; -v takes their anonymous volumes too, as docker compose.
         self._for_each_reverse(by_service, lambda c: self._remove(c, stop=True, volumes=volumes))
         for net in self.project.networks.values():
-            if net.external:
-                continue
-            try:
-                self.client.networks.remove(net.name)
-                self.emit(f" Network {net.name}  Removed")
-            except ClientError as exc:
-                if exc.status != 404:
-                    raise
+            if not net.external:
+                self._remove_resource("Network", net.name, self.client.networks.remove)
         if volumes:
             for vol in self.project.volumes.values():
-                if vol.external:
-                    continue
-                try:
-                    self.client.volumes.remove(vol.name)
-                    self.emit(f" Volume {vol.name}  Removed")
-                except ClientError as exc:
-                    if exc.status != 404:
-                        raise
+                if not vol.external:
+                    self._remove_resource("Volume", vol.name, self.client.volumes.remove)
         if rmi:
             for svc in self.project.services.values():
                 if rmi == "local" and svc.image:
@@ -327,6 +315,15 @@ class Compose:
                 except ClientError as exc:
                     if exc.status not in (404, 409):
                         raise
+
+    def _remove_resource(self, kind: str, name: str, remove: Callable[[str], object]) -> None:
+        """Remove a project network or volume; one already gone is not an error."""
+        try:
+            remove(name)
+            self.emit(f" {kind} {name}  Removed")
+        except ClientError as exc:
+            if exc.status != 404:
+                raise
 
     def _for_each_reverse(self, by_service: dict[str, list[dict[str, Any]]],
                           action: Callable[[dict[str, Any]], None]) -> None:
