@@ -4,6 +4,7 @@ registry: `berth registry serve` (open and behind htpasswd), and Debian's distri
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -483,6 +484,33 @@ def test_registry_mirror_makes_docker_pull_busybox_work_offline(fresh_berthd: Ca
     assert docker(d, "run", "--rm", "busybox", "echo", "from-mirror").stdout.strip() == "from-mirror"
     missing = docker(d, "pull", "busybox:nope", check=False)
     assert missing.returncode != 0
+
+
+def test_a_layer_whose_files_changed_is_not_pushed(berthd: Daemon, registry: Registry) -> None:
+    """Layers keep no second copy of their tar: push rebuilds it from the layer's files and checks
+    it against the DiffID before uploading, so a file changed on disk fails the push cleanly."""
+    repo = f"{registry.host}/tamper/me"
+    image_id = make_image(berthd, f"{repo}:1", 1 << 16)
+    diff_id = berthd.json("GET", f"/images/{image_id}/json")["RootFS"]["Layers"][0]  # type: ignore[index]
+    status, saved = berthd.request("GET", f"/images/{image_id}/get")
+    assert status == 200
+    with tarfile.open(fileobj=io.BytesIO(saved)) as tf:  # save rebuilds the very tar: its digest is the DiffID
+        member = tf.extractfile(f"blobs/sha256/{diff_id.split(':')[1]}")
+        assert member is not None
+        assert "sha256:" + hashlib.sha256(member.read()).hexdigest() == diff_id
+    [path] = [p for p in Path(berthd.root).rglob("diff/data0.bin")
+              if p.stat().st_size == 1 << 16 and p.read_bytes()]
+    original = path.read_bytes()
+    path.write_bytes(bytes([original[0] ^ 1]) + original[1:])
+    try:
+        status, out = berthd.request("POST", f"/images/{repo}/push?tag=1", timeout=120)
+        assert b"changed on disk" in out, out
+        assert registry.request("GET", "/v2/tamper/me/tags/list").status == 404
+    finally:
+        path.write_bytes(original)
+    status, out = berthd.request("POST", f"/images/{repo}/push?tag=1", timeout=120)
+    assert status == 200 and b'"aux"' in out and b"errorDetail" not in out, out
+    berthd.request("DELETE", f"/images/{repo}:1")
 
 
 def test_push_resumes_when_the_registry_restarts(berthd: Daemon, registry: Registry) -> None:

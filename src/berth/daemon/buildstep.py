@@ -171,8 +171,7 @@ class StepContext:
 
     def blob_opener(self, chain: str) -> Callable[[], BinaryIO]:
         def opener() -> BinaryIO:
-            blob, _ = self.tools.images.layer_blob(chain)
-            return self.tools.images.content.open(blob)
+            return self.tools.images.open_layer_tar(chain)
         return opener
 
     def write(self, fn: Callable[[BinaryIO], str]) -> tuple[str, str]:

@@ -149,6 +149,5 @@ class CommitAPI:
     def _blob_opener(self, chain: str) -> Callable[[], BinaryIO]:
         """The parent's layers are in the store already (`add` skips them); this is for form."""
         def opener() -> BinaryIO:
-            blob, _ = self.images.layer_blob(chain)
-            return self.images.content.open(blob)
+            return self.images.open_layer_tar(chain)
         return opener

@@ -305,9 +305,8 @@ class ImageAPI:
                 continue
             layers = []
             for chain, diff_id in zip(img.chains, img.diff_ids, strict=True):
-                blob, tar_size = self.store.layer_blob(chain)
-                layers.append(archive.SaveLayer(diff_id=diff_id, size=tar_size,
-                                                open=_blob_opener(self.store, blob)))
+                layers.append(archive.SaveLayer(diff_id=diff_id, size=self.store.layer_tar_size(chain),
+                                                open=_layer_opener(self.store, chain)))
             to_save[img.id] = archive.SaveImage(config=self.store.content.read(img.id), repo_tags=tags,
                                                 layers=layers)
         images = list(to_save.values())
@@ -332,8 +331,8 @@ def _opener(arc: archive.Archive, member: str) -> Callable[[], BinaryIO]:
     return lambda: arc.open_member(member)
 
 
-def _blob_opener(store: ImageStore, blob: str) -> Callable[[], BinaryIO]:
-    return lambda: store.content.open(blob)
+def _layer_opener(store: ImageStore, chain: str) -> Callable[[], BinaryIO]:
+    return lambda: store.open_layer_tar(chain)
 
 
 def _comment(cfg: dict[str, Any]) -> str:

@@ -1,8 +1,8 @@
 """`POST /images/create?fromImage=`: pull an image from a registry into the image store.
 
 Manifest (an index resolves to the host's platform) -> config -> layers, up to three at once.
-Each layer is one pass: the HTTP body is hashed, decompressed once, and unpacked while its
-uncompressed tar goes to the content store; a dropped connection resumes with a Range request.
+Each layer is one pass: the HTTP body is hashed, decompressed once and unpacked, keeping only a
+tar-split to rebuild its tar for push and save; a dropped connection resumes with a Range request.
 Nothing commits unless both the compressed digest and the DiffID match. The compressed bytes are
 never stored; their digests are remembered per DiffID for a later push. Progress messages are
 dockerd's.
@@ -148,7 +148,7 @@ class Puller:
                   "id": short(str(desc["digest"]))})
 
         # Each layer streams from the registry through one decompression into its unpacked
-        # directory and its stored tar, all layers at once; the store records them in order.
+        # directory, all layers at once; the store records them in order.
         parents: list[str | None] = [None, *chains[:-1]]
         pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="pull")
         futures: list[Future[UnpackedLayer] | None] = []

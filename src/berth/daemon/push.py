@@ -155,10 +155,10 @@ class Pusher:
                 return self._remember(diff_id, src, registry, path)
             break  # the registry offered an upload instead; compress below
         # 3. compress and upload
-        blob, _ = self.store.layer_blob(chain)
         tmp = os.path.join(self.tmp_dir, "push-" + os.urandom(8).hex())
         try:
-            with self.store.content.open(blob) as src_f, open(tmp, "wb") as out:
+            # the rebuilt tar is checked against the DiffID as it ends, before anything is uploaded
+            with self.store.open_layer_tar(chain) as src_f, open(tmp, "wb") as out:
                 digest, size = gzip_stream(src_f, out)
             local = BlobSource(digest, size, DOCKER_LAYER_GZIP, "", "")
             self.sources.record(diff_id, local)

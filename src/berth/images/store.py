@@ -19,7 +19,6 @@ from berth.common.db import Database
 from berth.common.digest import chain_ids, is_digest
 from berth.common.errors import Conflict, InvalidParameter, NotFound
 from berth.content.store import ContentStore
-from berth.snapshots.decompress import open_decompressed
 from berth.snapshots.overlay import LayerStore
 
 SCHEMA = """
@@ -45,7 +44,8 @@ CREATE TABLE IF NOT EXISTS layers (
     chain_id TEXT PRIMARY KEY,
     diff_id TEXT NOT NULL,
     parent TEXT,
-    blob TEXT NOT NULL,             -- digest of the stored (uncompressed) layer tar
+    blob TEXT NOT NULL,             -- '': the layer rebuilds its tar (a tar-split); else the digest
+                                    -- of its stored uncompressed tar (data roots from before)
     tar_size INTEGER NOT NULL,
     size INTEGER NOT NULL
 );
@@ -101,20 +101,17 @@ class NewLayer:
     unpacked: UnpackedLayer | None = None
 
 
-class _Tee:
-    """Reads through `src`, copying every byte into `sink`; calls `at_eof` before reporting EOF,
-    so a check there (a compressed digest) can still fail the read, and with it the unpack."""
+class _AtEof:
+    """Reads through `src`; calls `at_eof` before reporting EOF, so a check there (a compressed
+    digest) can still fail the read, and with it the unpack."""
 
-    def __init__(self, src: BinaryIO, sink: Callable[[bytes], object], at_eof: Callable[[], None]) -> None:
+    def __init__(self, src: BinaryIO, at_eof: Callable[[], None]) -> None:
         self._src = src
-        self._sink = sink
         self._at_eof = at_eof
 
     def read(self, n: int = -1) -> bytes:
         data = self._src.read(n)
-        if data:
-            self._sink(data)
-        else:
+        if not data:
             self._at_eof()
         return data
 
@@ -226,15 +223,10 @@ class ImageStore:
         return img, displaced
 
     def _add_layer(self, parent: str | None, diff_id: str, chain_id: str, layer: NewLayer) -> int:
-        # Keep the uncompressed tar (its digest is the DiffID) so `save` reproduces it bit for
-        # bit, then unpack from the stored copy.
         with layer.open() as stream:
-            blob = self.content.ingest(open_decompressed(stream), expected=diff_id)
-        with self.content.open(blob) as f:
-            got_chain, applied = self.layers.apply(parent, f, expected_diff_id=diff_id)
-        assert got_chain == chain_id
-        self._record_layer(chain_id, diff_id, parent, UnpackedLayer(blob, applied.tar_size, applied.size))
-        return applied.size
+            unpacked = self.unpack_layer(parent, diff_id, stream)
+        self._record_layer(chain_id, diff_id, parent, unpacked)
+        return unpacked.size
 
     def _record_layer(self, chain_id: str, diff_id: str, parent: str | None, layer: UnpackedLayer) -> None:
         with self.db.tx() as c:
@@ -247,30 +239,32 @@ class ImageStore:
 
     def unpack_layer(self, parent: str | None, diff_id: str, stream: BinaryIO,
                      at_eof: Callable[[], None] = lambda: None) -> UnpackedLayer:
-        """One pass over a (compressed) layer stream: decompress once, keep the uncompressed tar in
-        the content store and unpack it at the same time. Thread-safe for different layers, so
-        a pull unpacks its layers in parallel; the caller records them, in order, with `add`.
-        Nothing becomes visible unless the DiffID matches and `at_eof` (called when the stream
-        ends, before anything is committed) does not raise."""
-        # The unpack hashes the tar (the DiffID) and refuses a mismatch before we commit: the
-        # writer, fed the very same bytes, need not hash them a second time.
-        w = self.content.writer(verify=False)
-        try:
-            tee = _Tee(open_decompressed(stream), w.write, at_eof)
-            _, applied = self.layers.apply(parent, tee, expected_diff_id=diff_id)  # type: ignore[arg-type]
-            if applied.diff_id != diff_id:  # apply checks it too; the commit below must never trust less
-                raise InvalidParameter(f"layer content does not match its DiffID {diff_id}")
-            blob = w.commit(expected=diff_id)
-        except BaseException:
-            w.abort()
-            raise
-        return UnpackedLayer(blob, applied.tar_size, applied.size)
+        """One pass over a (compressed) layer stream: decompress once and unpack, keeping only the
+        tar-split that rebuilds the tar from the unpacked files (for save and push). Thread-safe
+        for different layers, so a pull unpacks its layers in parallel; the caller records them,
+        in order, with `add`. Nothing becomes visible unless the DiffID matches and `at_eof`
+        (called when the stream ends, before anything is committed) does not raise."""
+        _, applied = self.layers.apply(parent, _AtEof(stream, at_eof), expected_diff_id=diff_id)  # type: ignore[arg-type]
+        if applied.diff_id != diff_id:  # apply checks it too; the record must never trust less
+            raise InvalidParameter(f"layer content does not match its DiffID {diff_id}")
+        return UnpackedLayer("", applied.tar_size, applied.size)
 
-    def layer_blob(self, chain_id: str) -> tuple[str, int]:
-        rows = self.db.query("SELECT blob, tar_size FROM layers WHERE chain_id=?", (chain_id,))
+    def layer_tar_size(self, chain_id: str) -> int:
+        return int(self._layer_row(chain_id)["tar_size"])
+
+    def open_layer_tar(self, chain_id: str) -> BinaryIO:
+        """The layer's uncompressed tar, exactly the bytes of its DiffID (rebuilt from the layer's
+        files; a layer stored before tar-splits existed kept its tar in the content store)."""
+        row = self._layer_row(chain_id)
+        if row["blob"]:
+            return self.content.open(row["blob"])
+        return self.layers.open_tar(chain_id, row["diff_id"])
+
+    def _layer_row(self, chain_id: str) -> Any:
+        rows = self.db.query("SELECT diff_id, blob, tar_size FROM layers WHERE chain_id=?", (chain_id,))
         if not rows:
             raise NotFound(f"layer {chain_id} not found")
-        return rows[0]["blob"], rows[0]["tar_size"]
+        return rows[0]
 
     # --- parents (docker's local Parent links: builds and commits) ---------------------------
     def set_parent(self, image_id: str, parent: str) -> None:
@@ -413,7 +407,7 @@ class ImageStore:
             with self.db.tx() as c:
                 c.execute("DELETE FROM layers WHERE chain_id=?", (chain_id,))
             self.layers.remove(chain_id)
-            if not self.db.query("SELECT 1 FROM layers WHERE blob=?", (blob,)):
+            if blob and not self.db.query("SELECT 1 FROM layers WHERE blob=?", (blob,)):
                 self.content.delete(blob)
             removed.append(chain_id)
         return removed

@@ -3,6 +3,7 @@
 Layout under `<root>`:
   <chain-hex>/diff   the layer's files (overlay form: whiteouts are char 0/0, opaque dirs xattr)
   <chain-hex>/link   the short name of this layer in l/
+  <chain-hex>/tar-split, stash/   what rebuilds the layer's tar from diff/ (tarsplit.py)
   l/<short>          symlink to ../<chain-hex>/diff; keeps mount options short (mount(2) caps
                      options at one page: ~100 layers fit with short names, ~40 with full paths)
   rw/<id>/upper, rw/<id>/work   a container's writable layer
@@ -22,6 +23,7 @@ from berth.common.digest import sha256_bytes, split
 from berth.common.errors import InvalidParameter, NotFound
 
 from .tarapply import AppliedLayer, apply_layer
+from .tarsplit import SPLIT_FILE, STASH_DIR, has_split, open_split
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class LayerStore:
         tmp = os.path.join(self.root, "tmp-" + os.urandom(8).hex())
         os.makedirs(os.path.join(tmp, "diff"))
         try:
-            applied = apply_layer(stream, os.path.join(tmp, "diff"))
+            applied = apply_layer(stream, os.path.join(tmp, "diff"), split_dir=tmp)
             if expected_diff_id and applied.diff_id != expected_diff_id:
                 raise InvalidParameter(
                     f"layer content does not match its DiffID: expected {expected_diff_id}, "
@@ -69,6 +71,12 @@ class LayerStore:
                 f"{parent} {applied.diff_id}".encode())
             final = self._dir(chain_id)
             if os.path.isdir(final):
+                if not has_split(final):
+                    # left by a crash before tar-splits or before its record: the same DiffID
+                    # means the same tar, so this split (and its stash) describes it as well
+                    for name in (SPLIT_FILE, STASH_DIR):
+                        if os.path.exists(os.path.join(tmp, name)):
+                            os.rename(os.path.join(tmp, name), os.path.join(final, name))
                 shutil.rmtree(tmp)
                 return chain_id, applied
             short = os.urandom(13).hex().upper()[:26]
@@ -82,6 +90,18 @@ class LayerStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def has_tar(self, chain_id: str) -> bool:
+        """Whether the layer can rebuild its tar (every layer applied since tar-splits exist)."""
+        return has_split(self._dir(chain_id))
+
+    def open_tar(self, chain_id: str, diff_id: str) -> BinaryIO:
+        """The layer's tar, byte for byte as it was applied, rebuilt from its files; the read that
+        ends it raises if the result does not hash to `diff_id`."""
+        d = self._dir(chain_id)
+        if not has_split(d):
+            raise NotFound(f"layer {chain_id} has no record of its tar")
+        return open_split(d, os.path.join(d, "diff"), diff_id)
 
     def _lower_chain(self, chain_id: str) -> list[str]:
         """Short link paths, topmost layer first."""

@@ -14,18 +14,15 @@ by the archive (or already in `dest`) in a parent position is refused instead of
 from __future__ import annotations
 
 import errno
-import hashlib
-import lzma
 import os
 import shutil
 import stat
 import tarfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
-from berth.common.errors import BerthError, InvalidParameter, SystemError_
+from berth.common.errors import InvalidParameter, SystemError_
 from berth.common.paths import EscapingPath, clean_relative
 
 from .decompress import open_decompressed
@@ -40,6 +37,7 @@ from .layerformat import (
     WHITEOUT_PREFIX,
     IdMapper,
 )
+from .tarsplit import SplitWriter, TarSource
 
 __all__ = [
     "AppliedLayer",
@@ -48,9 +46,6 @@ __all__ = [
     "extract_archive",
 ]
 
-# tarfile's stream reader re-slices its buffer on every read; a buffer much larger than the
-# typical read (a 512-byte header) makes small files slow, a tiny one makes big files slow.
-_TAR_BUFSIZE = 64 * 1024
 _DIR_CACHE = 256  # open directory descriptors kept between entries
 
 # errors that mean the host is in trouble, not that the archive is bad
@@ -67,39 +62,6 @@ class AppliedLayer:
     diff_id: str  # "sha256:<hex>" of the uncompressed tar stream, to EOF
     size: int  # sum of the sizes of regular files, as docker reports a layer's size
     tar_size: int  # bytes of uncompressed tar
-
-
-class _Digesting:
-    """Counts and hashes what tarfile reads, and turns decompressor failures into a clean error."""
-
-    def __init__(self, src: BinaryIO) -> None:
-        self._src = src
-        self._hash = hashlib.sha256()
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            data = self._src.read(n)
-        except OSError as e:
-            if e.errno is not None:  # a real I/O error of the underlying stream
-                raise
-            raise InvalidParameter(f"layer stream is corrupt: {e}") from e
-        except (EOFError, ValueError, zlib.error, lzma.LZMAError) as e:
-            raise InvalidParameter(f"layer stream is corrupt or truncated: {e}") from e
-        except Exception as e:  # zstd modules have their own error classes
-            if isinstance(e, BerthError):
-                raise
-            raise InvalidParameter(f"layer stream is corrupt: {e}") from e
-        self._hash.update(data)
-        self.count += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
-
-    def digest(self) -> str:
-        return "sha256:" + self._hash.hexdigest()
 
 
 # --- extraction ----------------------------------------------------------------------------------
@@ -155,8 +117,13 @@ class _Extractor:
     entry removes what it names, `no_overwrite_dir_non_dir` refuses to swap a directory for a
     non-directory or back, and `owner` replaces every entry's uid/gid."""
 
-    def __init__(self, dest: str | int, layer: bool = True, no_overwrite_dir_non_dir: bool = False,
-                 owner: tuple[int, int] | None = None, id_map: IdMapper | None = None) -> None:
+    def __init__(self, src: TarSource, dest: str | int, layer: bool = True, no_overwrite_dir_non_dir: bool = False,
+                 owner: tuple[int, int] | None = None, id_map: IdMapper | None = None,
+                 split: SplitWriter | None = None) -> None:
+        self.src = src
+        # a layer's tar-split: regular files' contents are recorded by reference, by path
+        self.split = split
+        self._refs: dict[tuple[str, ...], int] = {}
         if isinstance(dest, int):
             self.root_fd = os.open(".", DIR_FLAGS, dir_fd=dest)
         else:
@@ -236,11 +203,32 @@ class _Extractor:
             st = os.lstat(name, dir_fd=pfd)
         except FileNotFoundError:
             return
+        self._stashed: tuple[tuple[str, ...], ...] = ()
+        if self._refs:
+            self._stashed = self._stash(parts)
         if stat.S_ISDIR(st.st_mode):
             self._drop_cached(parts)
             shutil.rmtree(name, dir_fd=pfd)
-        else:
+        elif parts not in self._stashed:
             os.unlink(name, dir_fd=pfd)
+
+    def _stash(self, parts: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+        """Files of this tar at or under `parts` are about to go; the tar still holds their bytes,
+        so the tar-split's references to them move with them into its stash. Returns their paths."""
+        n = len(parts)
+        gone = tuple(k for k in self._refs if k[:n] == parts)
+        if not gone:
+            return gone
+        assert self.split is not None
+        stash_fd = os.open(self.split.stash_dir(), DIR_FLAGS)
+        try:
+            for k in gone:
+                number = self._refs.pop(k)
+                pfd = self._dir_fd(k[:-1], "/".join(k), create=False)
+                os.rename(k[-1], str(number), src_dir_fd=pfd, dst_dir_fd=stash_fd)
+        finally:
+            os.close(stash_fd)
+        return gone
 
     def _replacing(self, pfd: int, parts: tuple[str, ...], make: Callable[[], None]) -> None:
         """Run `make()`; if the name is taken, remove the old entry and run it again (a later
@@ -387,7 +375,17 @@ class _Extractor:
             self._remove(pfd, parts)
             fd = os.open(name, flags, 0o600, dir_fd=pfd)
         try:
-            if info.size:
+            if info.size and info.sparse is None:  # type: ignore[attr-defined]
+                if self.src.pos != info.offset_data:
+                    raise InvalidParameter(f"archive entry {info.name!r}: its contents are not where its "
+                                           "header says")
+                ref = "/".join(parts) if self.split is not None else None
+                if self.src.copy_to(fd, info.size, ref) != info.size:
+                    raise InvalidParameter(f"archive entry {info.name!r} is truncated")
+                if ref is not None:
+                    self._refs[parts] = self.split.refs - 1  # type: ignore[union-attr]
+            elif info.size:
+                # a GNU sparse file: its holes are not in the tar, so tarfile maps the data
                 src = tf.extractfile(info)
                 assert src is not None  # isreg() entries always have a reader
                 remaining = info.size
@@ -479,21 +477,27 @@ class _Extractor:
                 continue
 
 
-def apply_layer(stream: BinaryIO, dest: str) -> AppliedLayer:
-    """Unpack one layer tar (plain, gzip or zstd) onto `dest` in overlay form.
+def apply_layer(stream: BinaryIO, dest: str, split_dir: str | None = None) -> AppliedLayer:
+    """Unpack one layer tar (plain, gzip or zstd) onto `dest` in overlay form; with `split_dir`,
+    write there the tar-split that rebuilds the tar from `dest` (tarsplit.py).
 
     Streams: file contents are copied in bounded chunks. Raises `UnsafeArchive` for any entry
     that would escape `dest` or write through a symlink, `InvalidParameter` for a malformed
     archive. On error `dest` is left partly written: the caller owns it and removes it."""
     os.makedirs(dest, exist_ok=True)
-    src = _Digesting(open_decompressed(stream))
-    ex = _Extractor(dest)
+    split = SplitWriter(split_dir) if split_dir is not None else None
     try:
-        _run_extractor(src, ex, "layer")
-        # the DiffID covers everything up to EOF, including the end-of-archive blocks and padding
-        src.drain()
+        src = TarSource(open_decompressed(stream), split)
+        ex = _Extractor(src, dest, split=split)
+        try:
+            _run_extractor(src, ex, "layer")
+            # the DiffID covers everything up to EOF, including the end-of-archive blocks and padding
+            src.drain()
+        finally:
+            ex.close()
     finally:
-        ex.close()
+        if split is not None:
+            split.close()
     return AppliedLayer(diff_id=src.digest(), size=ex.size, tar_size=src.count)
 
 
@@ -503,8 +507,8 @@ def extract_archive(stream: BinaryIO, dest_fd: int, no_overwrite_dir_non_dir: bo
     container), with the same safety rules as `apply_layer`: nothing outside `dest_fd` is
     created, changed or removed and no symlink is followed. Whiteout entries remove what they
     name; `owner` (uid, gid) replaces the archive's owners."""
-    src = _Digesting(open_decompressed(stream))
-    ex = _Extractor(dest_fd, layer=False, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, owner=owner,
+    src = TarSource(open_decompressed(stream))
+    ex = _Extractor(src, dest_fd, layer=False, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, owner=owner,
                     id_map=id_map)
     try:
         _run_extractor(src, ex, "archive")
@@ -512,9 +516,11 @@ def extract_archive(stream: BinaryIO, dest_fd: int, no_overwrite_dir_non_dir: bo
         ex.close()
 
 
-def _run_extractor(src: _Digesting, ex: _Extractor, what: str) -> None:
+def _run_extractor(src: TarSource, ex: _Extractor, what: str) -> None:
     try:
-        tf = tarfile.open(fileobj=cast(BinaryIO, src), mode="r|", bufsize=_TAR_BUFSIZE,
+        # "r:" reads headers straight from `src` (no read-ahead of its own), so the extractor
+        # finds each file's contents next in `src` and copies them without tarfile in between
+        tf = tarfile.open(fileobj=cast(BinaryIO, src), mode="r:",
                           encoding="utf-8", errors="surrogateescape", tarinfo=_StrictTarInfo)
     except tarfile.ReadError as e:
         if src.count == 0:  # a zero-byte layer is an empty one
@@ -528,7 +534,7 @@ def _run_extractor(src: _Digesting, ex: _Extractor, what: str) -> None:
                 raise InvalidParameter(f"invalid {what} tar: {e}") from None
             if info is None:
                 break
-            # stream mode still remembers every member; a big layer has hundreds of thousands
+            # tarfile still remembers every member; a big layer has hundreds of thousands
             tf.members.clear()  # type: ignore[attr-defined]
             try:
                 ex.apply(info, tf)
@@ -539,4 +545,3 @@ def _run_extractor(src: _Digesting, ex: _Extractor, what: str) -> None:
                     raise SystemError_(f"cannot apply {what} entry {info.name!r}: {e}") from e
                 raise InvalidParameter(f"cannot apply {what} entry {info.name!r}: {e.strerror}") from e
         ex.finish()
-
