@@ -16,7 +16,8 @@
 #   -d, --diff BASE.json   list tests that passed in BASE.json (e.g. dockerd's) but not now
 #   -a, --api-version V    DOCKER_TEST_API_VERSION (default: min(server's API version, 1.45))
 #   -t, --timeout SECS     per-test timeout (default 120): a hanging test fails, the run goes on
-#   --include-registry     also run the tests that need a registry (pull/push): they fail here
+#   --include-registry     also run the tests that need a registry (pull): they fail unless the
+#                          engine has a docker.io mirror (scripts/hub-mirror.py serves one)
 #   --include-prune        also run the prune tests: they delete EVERY unused container, volume
 #                          or image on the engine, not just the tests' own
 #   --no-cleanup           keep containers/images the tests leave behind
@@ -41,7 +42,8 @@ DEFAULT_FILES=(
 )
 
 # Tests that talk to a registry (Docker Hub): no registry is reachable from these machines, so
-# they fail on every engine for a reason that says nothing about the engine.
+# they fail on every engine for a reason that says nothing about the engine, unless the engine
+# has a mirror with the images they pull (scripts/hub-mirror.py).
 REGISTRY_TESTS=(
     api_image_test.py::PullImageTest::test_pull
     api_image_test.py::PullImageTest::test_pull_streaming

@@ -485,6 +485,28 @@ def test_registry_mirror_makes_docker_pull_busybox_work_offline(fresh_berthd: Ca
     missing = docker(d, "pull", "busybox:nope", check=False)
     assert missing.returncode != 0
 
+    # what the mirror serves, inspected without pulling (docker-py's inspect_distribution)
+    manifest = registry.request("GET", "/v2/library/busybox/manifests/latest",
+                                headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    info = d.json("GET", "/distribution/busybox:latest/json")
+    assert isinstance(info, dict)
+    assert info["Descriptor"]["digest"] == manifest.headers["Docker-Content-Digest"]
+    assert info["Descriptor"]["size"] == len(manifest.body)
+    assert {"architecture": "amd64", "os": "linux"} in info["Platforms"]
+    status, out = d.request("GET", f"/distribution/{registry.host}/library/nope:latest/json")
+    assert status == 404 and b"not found" in out, out
+
+    # `docker pull -a` lists the tags on the mirror too
+    r = subprocess.run([skopeo, "--insecure-policy", "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+                        f"docker://{registry.host}/library/busybox:latest",
+                        f"docker://{registry.host}/library/busybox:second"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = docker(d, "pull", "-a", "busybox", timeout=120)
+    assert "docker.io/library/busybox" in out.stdout, out
+    tags = d.json("GET", "/images/busybox:second/json")["RepoTags"]  # type: ignore[index]
+    assert {"busybox:latest", "busybox:second"} <= set(tags)
+
 
 def test_a_layer_whose_files_changed_is_not_pushed(berthd: Daemon, registry: Registry) -> None:
     """Layers keep no second copy of their tar: push rebuilds it from the layer's files and checks

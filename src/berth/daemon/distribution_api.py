@@ -50,6 +50,10 @@ class DistributionAPI:
 
         return run_with_progress(work)
 
+    async def inspect(self, name: str, auth: str | None) -> dict[str, Any]:
+        ref = parse_pull_ref(name, "")
+        return await asyncio.to_thread(self.puller.inspect, ref, decode_registry_auth(auth))
+
     def push(self, name: str, tag: str, auth: str | None) -> AsyncIterator[dict[str, Any]]:
         creds = decode_registry_auth(auth)
 

@@ -13,21 +13,32 @@ from __future__ import annotations
 import json
 import logging
 import platform as _platform
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from berth.common import reference
 from berth.common.digest import chain_ids, is_digest
 from berth.common.errors import InvalidParameter, NotFound
 from berth.images.store import ImageStore, NewLayer, UnpackedLayer
 from berth.registry.client import Credentials, RegistryError, Repository
-from berth.registry.client.repository import parse_platform, select_platform
+from berth.registry.client.repository import Manifest, parse_platform, select_platform
 
 from .distribution import BlobSource, BlobSources, Emit, RegistrySettings, Throttle, progress_bar, short
 
 log = logging.getLogger("berth.pull")
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 CONCURRENCY = 3
+T = TypeVar("T")
+
+
+def _oci_platform(src: dict[str, Any]) -> dict[str, Any]:
+    """An OCI platform (dockerd's field names) from an index entry's platform or an image config."""
+    out: dict[str, Any] = {"architecture": src.get("architecture", ""), "os": src.get("os", "")}
+    for key in ("os.version", "os.features", "variant"):
+        if src.get(key):
+            out[key] = src[key]
+    return out
 
 
 def _vanished() -> BinaryIO:
@@ -65,27 +76,30 @@ class Puller:
         self.sources = sources
         self.settings = settings
 
-    def pull(self, ref: reference.Reference, platform: str, creds: Credentials, emit: Emit) -> str:
-        """Blocking; returns the image ID. A docker.io image is tried on each mirror first, as
+    def _on_repository(self, ref: reference.Reference, creds: Credentials, work: Callable[[Repository], T]) -> T:
+        """`work` on the image's repository. A docker.io image is tried on each mirror first, as
         dockerd does: any failure there (down, missing, refused) falls through to the next."""
         for endpoint in self.settings.mirror_endpoints(ref.domain):
             mirror = self.settings.mirror_repository(endpoint, ref.path, Credentials())
             try:
-                return self._pull(mirror, ref, platform, emit)
+                return work(mirror)
             except (RegistryError, NotFound) as e:
                 log.info("mirror %s: %s; trying the next", endpoint.name, e)
             finally:
                 mirror.session.close()
         repo = self.settings.repository(ref.domain, ref.path, creds)
         try:
-            return self._pull(repo, ref, platform, emit)
+            return work(repo)
         finally:
             repo.session.close()
 
+    def pull(self, ref: reference.Reference, platform: str, creds: Credentials, emit: Emit) -> str:
+        """Blocking; returns the image ID."""
+        return self._on_repository(ref, creds, lambda repo: self._pull(repo, ref, platform, emit))
+
     def pull_all_tags(self, ref: reference.Reference, platform: str, creds: Credentials, emit: Emit) -> None:
         """`docker pull -a` (fromImage with no tag): every tag of the repository, one by one."""
-        repo = self.settings.repository(ref.domain, ref.path, creds)
-        try:
+        def work(repo: Repository) -> bool:
             try:
                 tags = repo.list_tags()
             except RegistryError as e:
@@ -96,21 +110,45 @@ class Puller:
                 tagged = reference.Reference(ref.domain, ref.path, tag, None)
                 before = self._tag_target(f"{ref.name}:{tag}")
                 updated |= self._pull(repo, tagged, platform, emit, final=False) != before
-        finally:
-            repo.session.close()
-        word = "Downloaded newer image" if updated else "Image is up to date"
+            return updated
+
+        word = "Downloaded newer image" if self._on_repository(ref, creds, work) else "Image is up to date"
         emit({"status": f"Status: {word} for {ref.name}"})
 
-    def _pull(self, repo: Repository, ref: reference.Reference, platform: str, emit: Emit,
-              final: bool = True) -> str:
-        want = ref.digest or ref.tag or "latest"
+    def inspect(self, ref: reference.Reference, creds: Credentials) -> dict[str, Any]:
+        """`GET /distribution/{name}/json`: the manifest's descriptor and the platforms it serves
+        (an index's entries, or a single image's config), read from the registry, not pulled."""
+        def work(repo: Repository) -> dict[str, Any]:
+            top = self._get_manifest(repo, ref, ref.digest or ref.tag or "latest")
+            body = top.json
+            if top.is_index:
+                platforms = [_oci_platform(m.get("platform") or {}) for m in body.get("manifests") or []]
+            else:
+                config_digest = str((body.get("config") or {}).get("digest", ""))
+                if not is_digest(config_digest):
+                    raise InvalidParameter(f"manifest of {ref} has no valid config digest")
+                chunks: list[bytes] = []
+                repo.fetch_blob(config_digest, chunks.append)
+                platforms = [_oci_platform(json.loads(b"".join(chunks)))]
+            return {"Descriptor": {"mediaType": top.media_type, "digest": top.digest, "size": len(top.raw)},
+                    "Platforms": platforms}
+
+        return self._on_repository(ref, creds, work)
+
+    @staticmethod
+    def _get_manifest(repo: Repository, ref: reference.Reference, want: str) -> Manifest:
         try:
-            top = repo.get_manifest(want)
+            return repo.get_manifest(want)
         except RegistryError as e:
             if e.http_status in (401, 403) or e.code in ("NAME_UNKNOWN",):
                 raise NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist or may "
                                f"require 'docker login': {e.message}") from None
             raise
+
+    def _pull(self, repo: Repository, ref: reference.Reference, platform: str, emit: Emit,
+              final: bool = True) -> str:
+        want = ref.digest or ref.tag or "latest"
+        top = self._get_manifest(repo, ref, want)
         manifest = top
         if top.is_index:
             os_, arch, variant = parse_platform(platform, "linux", GO_ARCH.get(_platform.machine(),

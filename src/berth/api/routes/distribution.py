@@ -1,4 +1,5 @@
-"""Registry routes: `POST /images/{name}/push` and `POST /auth` (pull is `POST /images/create`)."""
+"""Registry routes: `POST /images/{name}/push`, `GET /distribution/{name}/json` and `POST /auth`
+(pull is `POST /images/create`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ Progress = AsyncIterator[dict[str, Any]]
 
 class DistributionBackend(Protocol):
     def push(self, name: str, tag: str, auth: str | None) -> Progress: ...
+    async def inspect(self, name: str, auth: str | None) -> dict[str, Any]: ...
     async def login(self, body: dict[str, Any]) -> dict[str, Any]: ...
 
 
@@ -24,6 +26,9 @@ def register(r: Router, b: DistributionBackend) -> None:
     async def push(req: Request) -> StreamResponse:
         return StreamResponse(json_progress(b.push(req.params["name"], req.q("tag") or "",
                                                req.headers.get("x-registry-auth"))))
+
+    async def inspect(req: Request) -> Response:
+        return json_response(await b.inspect(req.params["name"], req.headers.get("x-registry-auth")))
 
     async def auth(req: Request) -> Response:
         raw = await req.read()
@@ -36,4 +41,5 @@ def register(r: Router, b: DistributionBackend) -> None:
         return json_response(await b.login(body))
 
     r.add("POST", "/images/{name*}/push", push)
+    r.add("GET", "/distribution/{name*}/json", inspect)
     r.add("POST", "/auth", auth)
