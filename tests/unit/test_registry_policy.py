@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-from berth.registry.server.policy import OpenPolicy, PolicyError, Scope, grant, parse, parse_scope
+from berth.registry.server.policy import (
+    OpenPolicy,
+    PolicyError,
+    PolicyFile,
+    Scope,
+    grant,
+    parse,
+    parse_scope,
+)
 from berth.registry.server.tokens import Signer, TokenInvalid
 
 POLICY = parse("""{"rules": [
@@ -70,3 +81,18 @@ def test_tokens_round_trip_and_refusals() -> None:
         signer.verify(tok[:-2] + ("AA" if not tok.endswith("AA") else "BB"), now=1010)
     with pytest.raises(TokenInvalid):
         signer.verify("a.b", now=1010)
+
+
+def test_policy_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text('{"rules": [{"users": ["bob"], "repositories": ["a/*"], "actions": ["pull"]}]}')
+    pol = PolicyFile(str(path))
+    assert pol.allowed("bob", "repository", "a/x") == {"pull"}
+    path.write_text('{"rules": [{"users": ["bob"], "repositories": ["a/*"], "actions": ["pull", "push"]}]}')
+    os.utime(path, (1, 1))  # a new mtime even within the filesystem's timestamp granularity
+    assert pol.allowed("bob", "repository", "a/x") == {"pull", "push"}
+    path.write_text("{not json")
+    os.utime(path, (2, 2))
+    assert pol.allowed("bob", "repository", "a/x") == {"pull", "push"}  # the last good rules stay
+    with pytest.raises(PolicyError):
+        PolicyFile(str(path))  # but a bad file at start is an error

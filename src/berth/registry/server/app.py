@@ -44,7 +44,7 @@ def _token_key(path: str | None) -> bytes:
 def build(config: Config, auth: AuthConfig | None = None) -> tuple[Registry, Router]:
     auth = auth or AuthConfig()
     registry = Registry(config)
-    pol = policy_mod.load(auth.policy) if auth.policy else None
+    pol = policy_mod.PolicyFile(auth.policy) if auth.policy else None
     users = HtpasswdAuth(auth.htpasswd) if auth.htpasswd else None
     authorizer: Authorizer | None = None
     token_auth: TokenAuthorizer | None = None

@@ -13,14 +13,19 @@ them (or `*`, any logged-in user; `anonymous`, everyone, even without credential
 Repository patterns are globs over the path: `*` stays within a component, `**` spans any number
 of them. Actions are `pull`, `push`, `delete` (`*` is all three) and `catalog` (`/v2/_catalog`).
 Without a policy file every logged-in user may do everything, and anonymous requests nothing.
-Pure logic: no I/O but `load`.
+The file is read again when it changes (as the htpasswd file is); a change that does not parse
+is logged and the rules before it stay. Pure logic: no I/O but `load` and `PolicyFile`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 from dataclasses import dataclass, field
+
+log = logging.getLogger("berth.registry.policy")
 
 REPO_ACTIONS = ("pull", "push", "delete")
 ANONYMOUS = "anonymous"
@@ -139,3 +144,30 @@ def parse(text: str) -> Policy:
 def load(path: str) -> Policy:
     with open(path, encoding="utf-8") as f:
         return parse(f.read())
+
+
+class PolicyFile(Policy):
+    """The policy of `path`, read again whenever the file's mtime or size changes."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(load(path).rules)  # a bad file at start is an error, not a warning
+        self.path = path
+        self._stamp = self._stat()
+
+    def _stat(self) -> tuple[float, int]:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return (-1.0, -1)
+        return (st.st_mtime, st.st_size)
+
+    def allowed(self, user: str, kind: str, name: str) -> set[str]:
+        stamp = self._stat()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self.rules = load(self.path).rules
+                log.info("policy %s reloaded", self.path)
+            except (OSError, PolicyError) as e:
+                log.error("policy %s not reloaded, the earlier rules stay: %s", self.path, e)
+        return super().allowed(user, kind, name)
