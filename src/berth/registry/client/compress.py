@@ -44,8 +44,9 @@ def gzip_stream(src: IO[bytes], dst: IO[bytes]) -> tuple[str, int]:
             size += len(b)
 
     out(_HEADER)
+    crc32 = _fast_zlib.crc32 if _fast_zlib is not None else zlib.crc32  # isal's: ~4x zlib's here
     while chunk := src.read(CHUNK):
-        crc = zlib.crc32(chunk, crc)
+        crc = crc32(chunk, crc)
         length += len(chunk)
         out(comp.compress(chunk))
     out(comp.flush())
