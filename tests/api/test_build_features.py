@@ -265,6 +265,13 @@ def test_parent_links_intermediate_images_and_rmi(berthd: Daemon, tag: str) -> N
     listed = {i["Id"] for i in berthd.json("GET", "/images/json")}  # type: ignore[union-attr]
     listed_all = {i["Id"] for i in berthd.json("GET", "/images/json?all=1")}  # type: ignore[union-attr]
     assert final in listed and not set(chain[1:3]) & listed and set(chain) <= listed_all
+    # an image others were built on cannot go, even forced (dockerd's hard conflict)...
+    for force in ("0", "1"):
+        status, out = berthd.request("DELETE", f"/images/{chain[1]}?force={force}")
+        assert status == 409 and b"(cannot be forced) - image has dependent child images" in out, out
+    # ...and removing a tag of it only untags it
+    berthd.json("POST", f"/images/{chain[1]}/tag?repo={tag}&tag=parent")
+    assert berthd.json("DELETE", f"/images/{tag}:parent") == [{"Untagged": f"{tag}:parent"}]
     # rmi of the final image takes its unused intermediate steps along, never the base
     deleted = [r.get("Deleted") for r in berthd.json("DELETE", f"/images/{tag}")]  # type: ignore[union-attr]
     assert set(chain[:3]) <= set(deleted) and busybox["Id"] not in deleted

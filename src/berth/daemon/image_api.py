@@ -171,19 +171,25 @@ class ImageAPI:
             dangling_only = val.lower() in ("true", "1")
         deleted: list[dict[str, str]] = []
         reclaimed = 0
-        for img in self.store.all():
-            if dangling_only and (img.tags or self.store.children(img.id)):
-                continue  # dangling = untagged heads; deleting one takes its unused parents along
-            if self.store.usage.users(img.id):
-                continue
-            if filters.get("label") and not self._matches(img, [], {"label": filters["label"]}):
-                continue
-            try:
-                recs = await asyncio.to_thread(self.store.delete, img.id, True, True)
-            except BerthError:
-                continue
-            reclaimed += img.size
-            deleted.extend(recs)
+        pending = self.store.all()
+        progressed = True
+        while progressed:  # an image others were built on can go once they have gone
+            progressed = False
+            for img in list(pending):
+                if dangling_only and (img.tags or self.store.children(img.id)):
+                    continue  # dangling = untagged heads; deleting one takes its unused parents along
+                if self.store.usage.users(img.id):
+                    continue
+                if filters.get("label") and not self._matches(img, [], {"label": filters["label"]}):
+                    continue
+                try:
+                    recs = await asyncio.to_thread(self.store.delete, img.id, True, True)
+                except BerthError:
+                    continue
+                pending.remove(img)
+                progressed = True
+                reclaimed += img.size
+                deleted.extend(recs)
         self.events.publish("image", "prune", "", {"reclaimed": str(reclaimed)})
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 

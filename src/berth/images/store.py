@@ -344,6 +344,11 @@ class ImageStore:
             if len(repos) > 1 and not force:
                 raise Conflict(f"conflict: unable to delete {short} (must be forced) "
                                "- image is referenced in multiple repositories")
+        if self.children(img.id):
+            if by_ref:
+                return records  # untagged, and kept for the images built on it, as dockerd
+            raise Conflict(f"conflict: unable to delete {short} (cannot be forced) "
+                           "- image has dependent child images")
         users = self.usage.users(img.id)
         running = [cid for cid, run in users if run]
         if running:
