@@ -178,6 +178,29 @@ def test_events(berthd: Daemon, tmp_path: Path) -> None:
         _clean(berthd, root)
 
 
+def test_failed_build_creates_nothing(berthd: Daemon, tmp_path: Path) -> None:
+    """As docker compose: images are pulled or built before networks and volumes are made, so a
+    build that fails leaves nothing of the project behind."""
+    root = _project(tmp_path, "bcfail", """
+services:
+  ok: {image: busybox, command: [sleep, "1000"], volumes: [data:/data]}
+  broken: {build: ./broken}
+volumes: {data: {}}
+""")
+    (root / "broken").mkdir()
+    (root / "broken" / "Dockerfile").write_text("FROM busybox\nRUN exit 3\n")
+    try:
+        out = _compose(berthd.host, root, "up", "-d", check=False)
+        assert out.returncode != 0, out
+        client = APIClient(berthd.host)
+        label = f"com.docker.compose.project={root.name}"
+        assert client.networks.list(filters={"label": [label]}) == []
+        assert client.volumes.list(filters={"label": [label]})["Volumes"] in (None, [])
+        assert _ids(client, root.name) == {}
+    finally:
+        _clean(berthd, root)
+
+
 def test_push(berthd: Daemon, tmp_path: Path, make_registry: Callable[..., Registry]) -> None:  # noqa: F811
     reg = make_registry()
     host = reg.host

@@ -105,6 +105,9 @@ class Compose:
             self.project.service(name)
         selected = set(opts.services) if opts.no_deps else with_dependencies(services, opts.services) \
             if opts.services else set(services)
+        # as docker compose: every image is there (pulled or built) before anything is created,
+        # so a build that fails leaves no network or volume behind
+        images = {name: self.image_id(svc, opts.build) for name, svc in services.items() if name in selected}
         self.ensure_networks()
         self.ensure_volumes()
         if opts.remove_orphans:
@@ -118,12 +121,11 @@ class Compose:
 
         def converge(name: str, deps: dict[str, bool]) -> bool:
             svc = services[name]
-            return self._converge(svc, opts, any(deps.values()))
+            return self._converge(svc, images[name], opts, any(deps.values()))
 
         return run_in_order(scoped, converge)
 
-    def _converge(self, svc: Service, opts: UpOptions, deps_changed: bool) -> bool:
-        image_id = self.image_id(svc, opts.build)
+    def _converge(self, svc: Service, image_id: str, opts: UpOptions, deps_changed: bool) -> bool:
         hash_ = convert.config_hash(svc, image_id)
         want = opts.scale.get(svc.name, svc.scale)
         existing = self.containers([svc.name])
