@@ -317,6 +317,7 @@ def test_watch_syncs_and_rebuilds(berthd: Daemon, tmp_path: Path) -> None:
     out = log.read_text()
     assert watcher.returncode == 0, out
     assert "Syncing service 'web'" in out and "Rebuilding service(s) ['built']" in out, out
+    assert "polling every" not in out, out  # woken by inotify (watchfiles), not by polling
 
 
 def test_network_mode_service_shares_the_network_and_host_name(berthd: Daemon, tmp_path: Path) -> None:

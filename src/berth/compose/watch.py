@@ -3,9 +3,10 @@
 A rule names a path on the host and an action: `sync` copies changed files into the service's
 running containers at `target` (and removes deleted ones), `rebuild` builds the image again and
 recreates the service, `sync+restart` syncs then restarts, `restart` restarts, `sync+exec` syncs
-then runs `exec.command`. Changes are found by polling (mtime and size per file), which needs no
-inotify limits or extra package and costs little for source trees; changes within one poll
-interval are handled as one batch, rebuilds before syncs.
+then runs `exec.command`. watchfiles (inotify) says when something under the rules' paths moved;
+what changed is then found by comparing snapshots (mtime and size per file), so ignore rules
+apply in one place and a burst of changes is handled as one batch, rebuilds before syncs.
+A path it cannot watch (missing, or past the inotify limits) has the snapshots polled instead.
 """
 
 from __future__ import annotations
@@ -125,6 +126,18 @@ class Watcher:
         self._snaps = {i: snapshot(r) for i, r in enumerate(rules)}
 
     def run(self, stop: threading.Event) -> None:
+        from watchfiles import watch  # here, not at the top: `compose` without `watch` never needs it
+
+        paths = [str(r.path) for r in self.rules]
+        if all(os.path.exists(p) for p in paths):
+            try:
+                # a batch ends after 50 ms without events, or at the poll interval at the latest
+                for _ in watch(*paths, watch_filter=None, debounce=int(self.poll * 1000), step=50,
+                               stop_event=stop, raise_interrupt=False):
+                    self.step()
+                return
+            except OSError as e:  # a watch limit reached, a path gone: fall back to polling
+                self.emit(f" watch: {e}; polling every {self.poll} s instead")
         while not stop.wait(self.poll):
             self.step()
 
