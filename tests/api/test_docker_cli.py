@@ -138,3 +138,30 @@ def test_rm_running_needs_force(berthd: Daemon, name: str) -> None:
         assert dup.returncode == 125 and "is already in use" in dup.stderr
     finally:
         docker(berthd, "rm", "-f", name)
+
+
+def test_system_df_counts_shared_layers_once(berthd: Daemon, name: str) -> None:
+    """`docker system df -v`: containers with their writable-layer size, images with the bytes they
+    share with other images, and every layer counted once in the total."""
+    docker(berthd, "run", "-d", "--name", name, "busybox", "sh", "-c", "printf 12345 > /five; sleep 100")
+    try:
+        docker(berthd, "exec", name, "test", "-s", "/five")
+        docker(berthd, "commit", name, f"{name}:child")
+        df = berthd.json("GET", "/system/df")
+        assert isinstance(df, dict)
+        [mine] = [c for c in df["Containers"] if c["Names"] == [f"/{name}"]]
+        assert mine["SizeRw"] == 5 and mine["State"] == "running"
+        images = {i["Id"]: i for i in df["Images"]}
+        base = berthd.json("GET", "/images/busybox/json")["Id"]  # type: ignore[index]
+        child = berthd.json("GET", f"/images/{name}:child/json")["Id"]  # type: ignore[index]
+        assert images[base]["Containers"] >= 1 and images[child]["Containers"] == 0
+        assert f"{name}:child" in images[child]["RepoTags"]
+        # the child stands on busybox's layers: those bytes are shared, its own 5 are not
+        assert images[child]["SharedSize"] == images[base]["Size"] == images[base]["SharedSize"]
+        assert images[child]["Size"] == images[base]["Size"] + 5
+        assert df["LayersSize"] < sum(i["Size"] for i in df["Images"])
+        out = docker(berthd, "system", "df", "-v").stdout
+        assert "Containers space usage:" in out and name in out
+    finally:
+        docker(berthd, "rm", "-f", name)
+        docker(berthd, "rmi", f"{name}:child")

@@ -189,7 +189,10 @@ async def run(args: argparse.Namespace) -> None:
     image_b.distribution = distribution_b
     builder = Builder(containers, images, layers, BuildCache(db, images), os.path.join(data_root, "tmp"))
     system_b.build_cache_usage = builder.cache_usage
-    router = build_router(f"berth/{__version__}", system_b, ContainerAPI(containers), image_b,
+    container_b = ContainerAPI(containers)
+    system_b.image_summaries = lambda: image_b.list_images(False, {}, True)
+    system_b.container_summaries = lambda: container_b.ps(True, 0, True, {})
+    router = build_router(f"berth/{__version__}", system_b, container_b, image_b,
                           execs, VolumeAPI(volumes, containers.mounts, events),
                           archive_b=ArchiveAPI(containers, os.path.join(data_root, "tmp")),
                           commit_b=CommitAPI(containers, images, os.path.join(data_root, "tmp")),

@@ -52,6 +52,9 @@ class SystemAPI:
         self.default_runtime = default_runtime
         self.security_options: list[str] = []  # beyond seccomp's: "name=userns" under --userns-remap
         self.build_cache_usage: Callable[[], list[dict[str, Any]]] = list  # set by main to the builder's
+        # set by main: `images` and `ps -a --size` as the API lists them
+        self.image_summaries: Callable[[], list[dict[str, Any]]] = list
+        self.container_summaries: Callable[[], list[dict[str, Any]]] = list
         self.swarm_info: Callable[[], dict[str, Any]] = lambda: {  # set by main to swarm.py's
             "NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False, "Error": "",
             "RemoteManagers": None}
@@ -117,12 +120,23 @@ class SystemAPI:
     def df(self) -> dict[str, Any]:
         from .volume_api import volume_usage
 
-        images = self.containers.images.all()
+        store = self.containers.images
+        layer_sizes = store.layer_sizes()
+        chains = {i.id: i.chains for i in store.all()}
+        holders: dict[str, int] = {}
+        for cs in chains.values():
+            for chain in set(cs):
+                holders[chain] = holders.get(chain, 0) + 1
+        images = self.image_summaries()
+        for img in images:
+            # as dockerd: the bytes of layers another image has too, and who uses the image
+            img["SharedSize"] = sum(layer_sizes.get(c, 0) for c in set(chains.get(img["Id"], ()))
+                                    if holders.get(c, 0) > 1)
+            img["Containers"] = len(self.containers.users(img["Id"]))
         return {
-            "LayersSize": sum(i.size for i in images),
-            "Images": [{"Id": i.id, "ParentId": "", "RepoTags": [], "RepoDigests": [], "Created": 0,
-                        "Size": i.size, "SharedSize": -1, "VirtualSize": i.size, "Labels": {},
-                        "Containers": len(self.containers.users(i.id))} for i in images],
-            "Containers": [], "Volumes": volume_usage(self.containers.mounts),
+            "LayersSize": sum(layer_sizes.values()),  # each layer once, however many images share it
+            "Images": images,
+            "Containers": self.container_summaries(),
+            "Volumes": volume_usage(self.containers.mounts),
             "BuildCache": self.build_cache_usage(),
         }

@@ -249,6 +249,10 @@ class ImageStore:
             raise InvalidParameter(f"layer content does not match its DiffID {diff_id}")
         return UnpackedLayer("", applied.tar_size, applied.size)
 
+    def layer_sizes(self) -> dict[str, int]:
+        """ChainID -> the bytes of that layer's own files (docker's layer size)."""
+        return {r["chain_id"]: int(r["size"]) for r in self.db.query("SELECT chain_id, size FROM layers")}
+
     def layer_tar_size(self, chain_id: str) -> int:
         return int(self._layer_row(chain_id)["tar_size"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -51,7 +52,8 @@ def register(r: Router, b: SystemBackend) -> None:
         return StreamResponse(body(), eager=True)
 
     async def df(req: Request) -> Response:
-        return json_response(b.df())
+        # sizes are measured on disk (writable layers, volumes): not on the event loop
+        return json_response(await asyncio.to_thread(b.df))
 
     r.add("GET", "/_ping", ping)
     r.add("GET", "/version", version)
