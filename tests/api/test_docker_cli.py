@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -165,3 +167,25 @@ def test_system_df_counts_shared_layers_once(berthd: Daemon, name: str) -> None:
     finally:
         docker(berthd, "rm", "-f", name)
         docker(berthd, "rmi", f"{name}:child")
+
+
+def test_prune_filters_until_and_label_not(fresh_berthd: Callable[..., Daemon]) -> None:
+    """`until` keeps what was created after it (a duration, a timestamp or a date, as dockerd reads
+    them) and `label!` keeps what carries the label; the reclaimed bytes are reported."""
+    d = fresh_berthd()
+    docker(d, "run", "--name", "old-plain", "busybox", "sh", "-c", "printf 1234567 > /seven")
+    docker(d, "run", "--name", "old-kept", "--label", "keep=yes", "busybox", "true")
+    docker(d, "network", "create", "net-old")
+    out = docker(d, "container", "prune", "-f", "--filter", "until=1h").stdout
+    assert "Total reclaimed space: 0B" in out  # both were made within the hour
+    assert docker(d, "network", "prune", "-f", "--filter", "until=1h").stdout.strip() == ""
+    status, body = d.request("POST", '/containers/prune?filters={"until":["yesterday-ish"]}')
+    assert status == 400 and b"failed to parse value as time or duration" in body, body
+    status, body = d.request("POST", '/containers/prune?filters={"dangling":["true"]}')
+    assert status == 400 and b"invalid filter 'dangling'" in body, body
+    out = docker(d, "container", "prune", "-f", "--filter", "label!=keep=yes", "--filter",
+                 f"until={int(time.time()) + 5}").stdout
+    assert "Total reclaimed space: 7B" in out, out
+    names = docker(d, "ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert names == ["old-kept"]
+    assert "net-old" in docker(d, "network", "prune", "-f", "--filter", "until=0s").stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from berth.cli.format.humanize import bytes_size, human_duration, human_size, parse_timestamp
-from berth.cli.timefilter import api_time, parse_duration
+from berth.common.timefilter import api_time, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from .containers import ContainerService
 from .detach import EscapeProxy, parse_keys
 from .health import STATUSES as HEALTH_STATUSES
 from .health import status_word as health_status
-from .model import Container
+from .model import Container, prune_until, rfc3339_to_unix
 
 _STREAM = {"stdout": 1, "stderr": 2}
 
@@ -102,14 +102,22 @@ class ContainerAPI:
         self.svc._event(c, "unpause")
 
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
+        until = prune_until(filters)
         deleted = []
+        reclaimed = 0
         for c in self.svc.all():
             if c.running or not _label_match(c, filters.get("label", [])):
                 continue
+            if filters.get("label!") and _label_match(c, filters["label!"]):
+                continue  # as dockerd: kept when it has every `label!` label
+            if until is not None and rfc3339_to_unix(c.created) > until:
+                continue  # created after `until`: kept
+            size = await asyncio.to_thread(self.svc.layers.rw_usage, c.id)
             await self.svc.remove(c.id)
             deleted.append(c.id)
-        self.svc.events.publish("container", "prune", "", {"reclaimed": "0"})
-        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": 0}
+            reclaimed += size
+        self.svc.events.publish("container", "prune", "", {"reclaimed": str(reclaimed)})
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     # --- ps --------------------------------------------------------------------------------
     def ps(self, all_: bool, limit: int, size: bool, filters: dict[str, list[str]]) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from berth.snapshots.decompress import open_decompressed
 
 from .distribution_api import DistributionAPI
 from .events import EventBus
-from .model import now_rfc3339, rfc3339_to_unix
+from .model import now_rfc3339, prune_until, rfc3339_to_unix
 from .streams import stream_from_thread as _stream_from_thread
 
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
@@ -169,6 +169,7 @@ class ImageAPI:
         dangling_only = True
         for val in filters.get("dangling", []):
             dangling_only = val.lower() in ("true", "1")
+        until = prune_until(filters)
         deleted: list[dict[str, str]] = []
         reclaimed = 0
         pending = self.store.all()
@@ -182,6 +183,10 @@ class ImageAPI:
                     continue
                 if filters.get("label") and not self._matches(img, [], {"label": filters["label"]}):
                     continue
+                if filters.get("label!") and self._matches(img, [], {"label": filters["label!"]}):
+                    continue
+                if until is not None and rfc3339_to_unix(img.created) > until:
+                    continue  # created after `until`: kept
                 try:
                     recs = await asyncio.to_thread(self.store.delete, img.id, True, True)
                 except BerthError:

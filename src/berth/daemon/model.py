@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from berth.common.errors import InvalidParameter
 from berth.common.humanize import human_duration
+from berth.common.timefilter import until_filter
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -17,6 +19,14 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 def now_rfc3339() -> str:
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
+
+
+def prune_until(filters: dict[str, list[str]]) -> float | None:
+    """A prune's `until` filter (docker's timestamp, date or duration) as Unix seconds."""
+    try:
+        return until_filter(filters)
+    except ValueError as e:
+        raise InvalidParameter(str(e)) from None
 
 
 def rfc3339_to_unix(ts: str) -> float:

@@ -7,7 +7,7 @@ from typing import Any
 from berth.common.errors import Conflict, InvalidParameter
 
 from .containers import ContainerService
-from .model import Container
+from .model import Container, prune_until, rfc3339_to_unix
 from .network_state import Network
 from .networks import NetworkService
 
@@ -43,6 +43,7 @@ class NetworkAPI:
         await self.svc.remove(ref, self.containers.all())
 
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
+        until = prune_until(filters)
         cs = self.containers.all()
         deleted = []
         for n in list(self.svc.all()):
@@ -50,6 +51,8 @@ class NetworkAPI:
                 continue
             if not _matches(n, {k: v for k, v in filters.items() if k in ("label", "label!")}, False):
                 continue
+            if until is not None and rfc3339_to_unix(n.created) > until:
+                continue  # created after `until`: kept
             try:
                 await self.svc.remove(n.id, cs)
             except Conflict:  # an overlay network in use on another engine

@@ -195,7 +195,9 @@ def register(r: Router, b: ContainerBackend) -> None:
         return Response(204, content_type=None)
 
     async def prune(req: Request) -> Response:
-        return json_response(await b.prune(parse_filters(req.q("filters"))))
+        filters = parse_filters(req.q("filters"))
+        check_keys(filters, {"label", "label!", "until"})
+        return json_response(await b.prune(filters))
 
     r.add("POST", "/containers/create", create)
     r.add("GET", "/containers/json", list_)

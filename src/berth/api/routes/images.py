@@ -81,7 +81,9 @@ def register(r: Router, b: ImageBackend) -> None:
         return StreamResponse(json_progress(stream))
 
     async def prune(req: Request) -> Response:
-        return json_response(await b.prune(parse_filters(req.q("filters"))))
+        filters = parse_filters(req.q("filters"))
+        check_keys(filters, {"dangling", "label", "label!", "until"})
+        return json_response(await b.prune(filters))
 
     r.add("GET", "/images/json", list_)
     r.add("POST", "/images/load", load)

@@ -31,7 +31,7 @@ def logs(
 ) -> None:
     """Fetch the logs of a container"""
     from berth.cli.streams import copy_output
-    from berth.cli.timefilter import api_time
+    from berth.common.timefilter import api_time
 
     try:
         since_arg, until_arg = api_time(since), api_time(until)

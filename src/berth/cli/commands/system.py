@@ -197,8 +197,8 @@ def events(filters: tuple[str, ...], fmt: str, since: str | None, until: str | N
     """Get real time events from the server"""
     from berth.cli.format.render import unescape
     from berth.cli.format.template import Template
-    from berth.cli.timefilter import api_time
     from berth.client.stream import iter_json
+    from berth.common.timefilter import api_time
 
     try:
         since_arg, until_arg = api_time(since), api_time(until)

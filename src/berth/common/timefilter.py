@@ -1,4 +1,5 @@
-"""`--since`/`--until` values as the API wants them: Unix seconds, as docker's GetTimestamp does.
+"""Time values as docker's GetTimestamp reads them: the CLI's `--since`/`--until` (sent as Unix
+seconds) and the daemon's `until` prune filters.
 
 Accepts a Unix timestamp (`1700000000`, `1700000000.5`), an RFC 3339 date or date-time, or a
 duration relative to now (`10m`, `1h30m`, `45s`).
@@ -46,6 +47,15 @@ def api_time(value: str | None, now: float | None = None) -> str | None:
             dt = dt.astimezone()
         return _seconds(dt.astimezone(UTC).timestamp())
     raise ValueError(f'failed to parse value as time or duration: "{value}"')
+
+
+def until_filter(filters: dict[str, list[str]], now: float | None = None) -> float | None:
+    """A prune's `until` filter as Unix seconds (the earliest of several), None without one; what
+    was created after it stays. A bad value raises ValueError with dockerd's message."""
+    values = filters.get("until") or []
+    if not values:
+        return None
+    return min(float(api_time(v, now) or 0) for v in values)
 
 
 def _seconds(epoch: float) -> str:
