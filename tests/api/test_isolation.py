@@ -190,3 +190,39 @@ def test_namespaced_sysctls_only(berthd: Daemon) -> None:
         assert host.returncode != 0 and "not allowed in the host network namespace" in host.stderr
     finally:
         docker(berthd, "rm", "-f", name, check=False)
+
+
+def _ns(berthd: Daemon, kind: str, *opts: str) -> str:
+    return docker(berthd, "run", "--rm", *opts, "busybox", "readlink", f"/proc/self/ns/{kind}").stdout.strip()
+
+
+def test_pid_ipc_uts_modes_and_domainname(berthd: Daemon) -> None:
+    """--pid/--ipc/--uts host share the host's namespaces; `container:` joins another's (its /dev/shm
+    too, when it is shareable); a private one is refused as a donor, as by dockerd."""
+    for kind, opt in (("pid", "--pid"), ("ipc", "--ipc"), ("uts", "--uts")):
+        assert _ns(berthd, kind, opt, "host") == os.readlink(f"/proc/self/ns/{kind}")
+        assert _ns(berthd, kind) != os.readlink(f"/proc/self/ns/{kind}")
+    assert docker(berthd, "run", "--rm", "--uts", "host", "busybox", "hostname").stdout.strip() == os.uname().nodename
+    out = docker(berthd, "run", "--rm", "-h", "box", "--domainname", "example.org", "busybox", "sh", "-c",
+                 "hostname; cat /proc/sys/kernel/domainname").stdout.split()
+    assert out == ["box", "example.org"]
+    assert "/dev/shm" not in docker(berthd, "run", "--rm", "--ipc", "none", "busybox", "cat", "/proc/mounts").stdout
+
+    donor, private = f"ipc-{uuid.uuid4().hex[:6]}", f"ipc-{uuid.uuid4().hex[:6]}"
+    try:
+        docker(berthd, "run", "-d", "--name", donor, "--ipc", "shareable", "busybox", "sh", "-c",
+               "echo shared > /dev/shm/note; exec sleep 100")
+        docker(berthd, "run", "-d", "--name", private, "busybox", "sleep", "100")
+        docker(berthd, "exec", donor, "test", "-f", "/dev/shm/note")
+        joined = docker(berthd, "run", "--rm", "--ipc", f"container:{donor}", "--pid", f"container:{donor}",
+                        "busybox", "sh", "-c", "cat /dev/shm/note; readlink /proc/self/ns/ipc; ps -o comm").stdout
+        own = docker(berthd, "exec", donor, "readlink", "/proc/self/ns/ipc").stdout
+        assert joined.splitlines()[:2] == ["shared", own.strip()]
+        assert "sleep" in joined.splitlines()[2:], joined  # the donor's processes are visible
+        refused = docker(berthd, "run", "--rm", "--ipc", f"container:{private}", "busybox", "true", check=False)
+        assert refused.returncode != 0 and "non-shareable IPC" in refused.stderr
+        bad = docker(berthd, "run", "--rm", "--ipc", "bogus", "busybox", "true", check=False)
+        assert bad.returncode != 0 and "invalid IPC mode: bogus" in bad.stderr
+        assert docker(berthd, "inspect", "-f", "{{.HostConfig.IpcMode}}", private).stdout.strip() == "private"
+    finally:
+        docker(berthd, "rm", "-f", donor, private, check=False)

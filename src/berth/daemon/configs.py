@@ -45,6 +45,13 @@ def normalize_host_config(hc: Any) -> dict[str, Any]:
     if not isinstance(mode, str) or (mode.startswith("container:") and len(mode) == len("container:")):
         raise InvalidParameter(f"invalid network mode: {mode}")
     # Other names are user-defined networks: the network service resolves them at create.
+    for key, word, allowed in (("PidMode", "PID", ("", "host")), ("UTSMode", "UTS", ("", "host")),
+                               ("IpcMode", "IPC", ("", "private", "shareable", "host", "none"))):
+        val = out.get(key) or ""
+        joins = key != "UTSMode" and isinstance(val, str) and val.startswith("container:") and len(val) > 10
+        if not isinstance(val, str) or (val not in allowed and not joins):
+            raise InvalidParameter(f"invalid {word} mode: {val}")
+    out["IpcMode"] = out.get("IpcMode") or "private"  # dockerd's default-ipc-mode, shown by inspect
     rp = out.get("RestartPolicy") or {}
     if not isinstance(rp, dict):
         raise InvalidParameter("RestartPolicy must be an object")
@@ -188,18 +195,21 @@ def build_bundle(c: Container, cdir: str, rootfs: str,
                  user_mounts: list[dict[str, Any]] | None = None, netns_path: str | None = None,
                  ip_addresses: list[str] | None = None, *, embedded_dns: bool = False,
                  link_hosts: list[tuple[str, str]] | None = None,
-                 link_env: list[str] | None = None) -> dict[str, Any]:
+                 link_env: list[str] | None = None, namespaces: dict[str, str] | None = None) -> dict[str, Any]:
     """Write the per-container /etc files and return the OCI config for this start.
     `user_mounts` (binds, volumes, tmpfs) follow the /etc files; one at the same path wins.
     `netns_path` is the network namespace to join (bridge networks, `container:`), with the
     container's own addresses for /etc/hosts; `embedded_dns`, `link_hosts` and `link_env` come
-    from the network service (built-in DNS, legacy links)."""
+    from the network service (built-in DNS, legacy links); `namespaces` the pid/ipc/uts modes as
+    SpecOptions takes them (`host`, `none` or a namespace path to join)."""
     hc = c.host_config
     cfg = c.config
     mode = hc["NetworkMode"]
     host_net = mode == "host"
+    host_uts = host_net or hc.get("UTSMode") == "host"
     etc_mounts = etcfiles.write_etc_files(
-        cdir, hostname=cfg["Hostname"], domainname=cfg.get("Domainname") or "", host_network=host_net,
+        cdir, hostname=cfg["Hostname"] if not host_uts else etcfiles.host_hostname(),
+        domainname=cfg.get("Domainname") or "", host_network=host_net,
         extra_hosts=hc.get("ExtraHosts") or (), dns=hc.get("Dns") or (),
         dns_search=hc.get("DnsSearch") or (), dns_options=hc.get("DnsOptions") or (),
         ip_addresses=ip_addresses or (), links=link_hosts or (), embedded_dns=embedded_dns)
@@ -225,6 +235,7 @@ def build_bundle(c: Container, cdir: str, rootfs: str,
         gid=gid,
         additional_gids=extra_gids,
         hostname=cfg["Hostname"] if not host_net else etcfiles.host_hostname(),
+        domainname=cfg.get("Domainname") or "",
         tty=bool(cfg.get("Tty")),
         open_stdin=bool(cfg.get("OpenStdin")),
         network_mode="host" if host_net else (netns_path or "none"),
@@ -255,6 +266,7 @@ def build_bundle(c: Container, cdir: str, rootfs: str,
         shm_size=hc.get("ShmSize") or None,
         init=bool(hc.get("Init")),
         init_path=spec.init_binary() if hc.get("Init") else "",
+        **(namespaces or {}),
     )
     kwargs["devices"], kwargs["device_cgroup_rules"] = devices.custom_devices(list(hc.get("Devices") or []),
                                                                               list(hc.get("DeviceCgroupRules") or []))

@@ -16,7 +16,7 @@ import os
 import signal as signals
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from berth.common.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
 from berth.runtime import mount as mounts
@@ -111,10 +111,11 @@ class ContainerLifecycle:
                     mounts.mount(m.source, rootfs, m.type, m.options)
             if remap is not None:
                 remap.prepare_rootfs(rootfs, c.config.get("WorkingDir") or "/", c.config.get("User") or "")
+            namespaces, shm = self._shared_namespaces(c)
             att, finish_networks = await self._attach_networks(c)
-            spec = configs.build_bundle(c, cdir, rootfs, self.mounts.oci_mounts(c, rootfs), att.netns_path, att.ips,
-                                        embedded_dns=att.embedded_dns, link_hosts=att.link_hosts,
-                                        link_env=att.link_env)
+            spec = configs.build_bundle(c, cdir, rootfs, self.mounts.oci_mounts(c, rootfs) + shm, att.netns_path,
+                                        att.ips, embedded_dns=att.embedded_dns, link_hosts=att.link_hosts,
+                                        link_env=att.link_env, namespaces=namespaces)
             late_netns = remap is not None and remap.finish_spec(spec, cdir, att.netns_path,
                                                                  c.host_config.get("Devices"))
             tmp = os.path.join(cdir, "config.json.tmp")
@@ -175,6 +176,50 @@ class ContainerLifecycle:
             w.started(c)
         self.records.save(c)
         self.records.event(c, "start")
+
+    def _shared_namespaces(self, c: Container) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """--pid, --ipc and --uts: the host's namespace, none (IPC), or another running container's
+        (`container:<id>`, joined by path); and, joining another's IPC, its /dev/shm as well."""
+        hc = c.host_config
+        out = {"uts_mode": "host" if hc.get("UTSMode") == "host" else ""}
+        shm: list[dict[str, Any]] = []
+        pid_mode = hc.get("PidMode") or ""
+        if pid_mode.startswith("container:"):
+            donor = self._running_donor(pid_mode, "PID")
+            out["pid_mode"] = f"/proc/{donor.state['Pid']}/ns/pid"
+        elif pid_mode == "host":
+            out["pid_mode"] = "host"
+        ipc_mode = hc.get("IpcMode") or "private"
+        if ipc_mode.startswith("container:"):
+            donor = self._running_donor(ipc_mode, "IPC")
+            donor_mode = donor.host_config.get("IpcMode") or "private"
+            if donor_mode not in ("shareable", "host"):
+                raise Conflict(f"cannot join IPC of container {donor.id}: non-shareable IPC (hint: use "
+                               "IpcMode:shareable for the donor container)")
+            out["ipc_mode"] = f"/proc/{donor.state['Pid']}/ns/ipc"
+            source = self._shm_dir(donor) if donor_mode == "shareable" else "/dev/shm"
+            shm.append({"destination": "/dev/shm", "type": "bind", "source": source, "options": ["rbind", "rprivate"]})
+        elif ipc_mode in ("host", "none"):
+            out["ipc_mode"] = ipc_mode
+        elif ipc_mode == "shareable":
+            # as dockerd: the tmpfs lives on the host side, where those who join can bind it too
+            path = self._shm_dir(c)
+            os.makedirs(path, exist_ok=True)
+            if not mounts.is_mounted(path):
+                size = hc.get("ShmSize") or 64 << 20
+                mounts.mount("shm", path, "tmpfs", ["mode=1777", f"size={size}"],
+                             mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC)
+            shm.append({"destination": "/dev/shm", "type": "bind", "source": path, "options": ["rbind", "rprivate"]})
+        return out, shm
+
+    def _shm_dir(self, c: Container) -> str:
+        return os.path.join(self.records.dir(c), "shm")
+
+    def _running_donor(self, mode: str, what: str) -> Container:
+        donor = self.records.get(mode.split(":", 1)[1])
+        if not donor.running or not donor.state.get("Pid"):
+            raise Conflict(f"cannot join {what} of a non running container: {donor.id}")
+        return donor
 
     async def _attach_networks(self, c: Container) -> tuple[Attachment, Callable[[], Awaitable[None]] | None]:
         """The netns to join and the container's addresses (its networks' endpoints, or the
@@ -296,10 +341,11 @@ class ContainerLifecycle:
 
     async def _release(self, c: Container) -> None:
         await self._runtime_cleanup(c)
-        try:
-            mounts.unmount(self.records.rootfs(c))
-        except OSError as e:
-            log.warning("unmount of %s failed: %s", c.id[:12], e)
+        for path in (self.records.rootfs(c), self._shm_dir(c)):
+            try:
+                mounts.unmount(path)
+            except OSError as e:
+                log.warning("unmount of %s failed: %s", path, e)
         self.mounts.release(c)
         if self.networks is not None:
             try:

@@ -116,6 +116,7 @@ class ContainerRemoval:
                 continue
             try:
                 mounts.unmount(os.path.join(self.records.root, cid, "rootfs"))
+                mounts.unmount(os.path.join(self.records.root, cid, "shm"))  # --ipc shareable's
             except OSError as e:
                 log.warning("unmount of orphan %s failed: %s", cid[:12], e)
                 continue

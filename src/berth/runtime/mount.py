@@ -8,6 +8,7 @@ import os
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 MNT_DETACH = 2
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 
 
 def mount(source: str, target: str, fstype: str, options: list[str], flags: int = 0) -> None:

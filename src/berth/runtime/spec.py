@@ -375,6 +375,9 @@ def _sysctls(o: SpecOptions) -> dict[str, str]:
             if key.startswith("net."):
                 raise InvalidParameter(f"sysctl {key!r} is not allowed in the host network namespace")
     out = {} if host_net else dict(_NET_SYSCTLS)
+    if o.domainname and o.uts_mode != "host":
+        # as dockerd: runc before 1.2 ignores config.json's domainname; the sysctl works everywhere
+        out["kernel.domainname"] = o.domainname
     out.update(o.sysctls)
     return out
 
