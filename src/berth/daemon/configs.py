@@ -52,6 +52,16 @@ def normalize_host_config(hc: Any) -> dict[str, Any]:
         if not isinstance(val, str) or (val not in allowed and not joins):
             raise InvalidParameter(f"invalid {word} mode: {val}")
     out["IpcMode"] = out.get("IpcMode") or "private"  # dockerd's default-ipc-mode, shown by inspect
+    # what dockerd's inspect shows for "unset": no limit is null, and the default masks are listed
+    if isinstance(out.get("PidsLimit"), int) and out["PidsLimit"] <= 0:
+        out["PidsLimit"] = None
+    if out.get("MemorySwappiness") == -1:
+        out["MemorySwappiness"] = None
+    if not out.get("Privileged"):
+        if out.get("MaskedPaths") is None:
+            out["MaskedPaths"] = list(spec.DEFAULT_MASKED_PATHS)
+        if out.get("ReadonlyPaths") is None:
+            out["ReadonlyPaths"] = list(spec.DEFAULT_READONLY_PATHS)
     rp = out.get("RestartPolicy") or {}
     if not isinstance(rp, dict):
         raise InvalidParameter("RestartPolicy must be an object")
