@@ -60,12 +60,15 @@ class ImageAPI:
                 continue
             if not all_ and not img.tags and self.store.children(img.id):
                 continue  # a build's intermediate step: shown by `images -a` only, as dockerd
+            repo_digests = self._digests(img)
             if filters.get("reference"):
-                tags = _matching_tags(tags, filters["reference"])  # as dockerd: only the matching tags
+                # as dockerd: only the matching tags and digests
+                tags = _matching_tags(tags, filters["reference"])
+                repo_digests = _matching_tags(repo_digests, filters["reference"])
             cfg = img.config.get("config") or {}
             out.append({
                 "Id": img.id, "ParentId": self.store.parent(img.id), "RepoTags": tags or ["<none>:<none>"],
-                "RepoDigests": self._digests(img) or (["<none>@<none>"] if not tags else []),
+                "RepoDigests": repo_digests or (["<none>@<none>"] if not tags else []),
                 "Created": int(rfc3339_to_unix(img.created)), "Size": img.size, "SharedSize": -1,
                 "VirtualSize": img.size, "Labels": cfg.get("Labels") or {}, "Containers": -1,
             })
@@ -105,10 +108,13 @@ class ImageAPI:
         return {
             "Id": img.id, "RepoTags": self._familiar_tags(img), "RepoDigests": self._digests(img),
             "Parent": self.store.parent(img.id), "Comment": _comment(cfg), "Created": img.created,
-            "Container": cfg.get("container", ""), "ContainerConfig": cfg.get("container_config") or {},
+            "Container": cfg.get("container", ""),
+            "ContainerConfig": _full_config(cfg.get("container_config") or {}),
             "DockerVersion": cfg.get("docker_version", ""), "Author": cfg.get("author", ""),
-            "Config": cfg.get("config") or {}, "Architecture": cfg.get("architecture", ""),
-            "Variant": cfg.get("variant"), "Os": cfg.get("os", "linux"), "Size": img.size,
+            "Config": _full_config(cfg["config"]) if isinstance(cfg.get("config"), dict) else None,
+            "Architecture": cfg.get("architecture", ""),
+            **({"Variant": cfg["variant"]} if cfg.get("variant") else {}),
+            "Os": cfg.get("os", "linux"), "Size": img.size,
             "VirtualSize": img.size, "GraphDriver": graph,
             "RootFS": {"Type": "layers", "Layers": img.diff_ids},
             "Metadata": {"LastTagTime": img.last_tag_time or "0001-01-01T00:00:00Z"},
@@ -324,10 +330,23 @@ class ImageAPI:
         return _stream_from_thread(lambda out: archive.write_archive(out, images))
 
 
-def _matching_tags(tags: list[str], patterns: list[str]) -> list[str]:
+# the fields dockerd's image inspect always shows in Config/ContainerConfig, at their zero values
+_CONFIG_ZERO: dict[str, Any] = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
+    "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None,
+}
+
+
+def _full_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {**_CONFIG_ZERO, **cfg}
+
+
+def _matching_tags(refs: list[str], patterns: list[str]) -> list[str]:
+    """The references (`name:tag` or `name@digest`) that a pattern matches whole or by name."""
     out = []
-    for t in tags:
-        repo = t.rsplit(":", 1)[0] if ":" in t.rsplit("/", 1)[-1] else t
+    for t in refs:
+        repo = t.split("@", 1)[0] if "@" in t else t.rsplit(":", 1)[0] if ":" in t.rsplit("/", 1)[-1] else t
         if any(fnmatch.fnmatch(t, p) or fnmatch.fnmatch(repo, p) for p in patterns):
             out.append(t)
     return out

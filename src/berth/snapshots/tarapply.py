@@ -60,7 +60,7 @@ class UnsafeArchive(InvalidParameter):
 @dataclass(frozen=True)
 class AppliedLayer:
     diff_id: str  # "sha256:<hex>" of the uncompressed tar stream, to EOF
-    size: int  # sum of the sizes of regular files, as docker reports a layer's size
+    size: int  # regular files' and symlinks' sizes, as docker reports a layer's size
     tar_size: int  # bytes of uncompressed tar
 
 
@@ -425,6 +425,7 @@ class _Extractor:
         def make() -> None:
             os.symlink(target, name, dir_fd=pfd)
         self._replacing(pfd, parts, make)
+        self.size += len(os.fsencode(target))  # docker's layer size counts a link's own bytes
         os.chown(name, info.uid, info.gid, dir_fd=pfd, follow_symlinks=False)
         self._set_xattrs(self._proc_path(pfd, name), _pax_xattrs(info), info.name)
         ns = _mtime_ns(info)
