@@ -26,9 +26,16 @@ def inspect_view(ipam: Ipam, overlay: OverlayService | None, n: Network, contain
     ipam_cfg: list[dict[str, str]] = []
     if n.driver == "overlay":
         ipam_cfg = [dict(c) for c in n.ipam_config]
+    # as dockerd: a gateway the user's own IPAM config left out is not shown (an allocated pool's is)
+    # (overlay networks show the gateway their store recorded, as dockerd's global-scope ones do)
+    given = n.ipam_config if n.driver != "overlay" else []
+    user4 = [c for c in given if ":" not in str(c.get("Subnet") or c.get("Gateway") or "")]
+    user6 = [c for c in given if ":" in str(c.get("Subnet") or c.get("Gateway") or "")]
     if n.id in ipam.networks:
         na = ipam.networks[n.id]
-        entry = {"Subnet": str(na.subnet), "Gateway": str(na.gateway)}
+        entry = {"Subnet": str(na.subnet)}
+        if not user4 or user4[0].get("Gateway"):
+            entry["Gateway"] = str(na.gateway)
         if na.ip_range != na.subnet:
             entry["IPRange"] = str(na.ip_range)
         if n.ipam_config and n.ipam_config[0].get("AuxiliaryAddresses"):
@@ -36,7 +43,9 @@ def inspect_view(ipam: Ipam, overlay: OverlayService | None, n: Network, contain
         ipam_cfg = [entry]
     if n.id in ipam.networks6:
         na6 = ipam.networks6[n.id]
-        entry6 = {"Subnet": str(na6.subnet), "Gateway": str(na6.gateway)}
+        entry6 = {"Subnet": str(na6.subnet)}
+        if not user6 or user6[0].get("Gateway"):
+            entry6["Gateway"] = str(na6.gateway)
         if na6.ip_range != na6.subnet:
             entry6["IPRange"] = str(na6.ip_range)
         ipam_cfg.append(entry6)
