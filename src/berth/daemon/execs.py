@@ -94,7 +94,7 @@ class ExecService:
         return {
             "ID": s.id, "Running": s.running, "ExitCode": s.exit_code, "ProcessConfig": {
                 "tty": cfg["Tty"], "entrypoint": cfg["Cmd"][0], "arguments": cfg["Cmd"][1:],
-                "privileged": cfg["Privileged"], "user": cfg["User"]},
+                "privileged": cfg["Privileged"], **({"user": cfg["User"]} if cfg["User"] else {})},
             "OpenStdin": cfg["AttachStdin"], "OpenStderr": cfg["AttachStderr"],
             "OpenStdout": cfg["AttachStdout"], "CanRemove": False, "ContainerID": s.container.id,
             "DetachKeys": cfg["DetachKeys"], "Pid": s.pid}
