@@ -189,3 +189,15 @@ def test_prune_filters_until_and_label_not(fresh_berthd: Callable[..., Daemon]) 
     names = docker(d, "ps", "-a", "--format", "{{.Names}}").stdout.split()
     assert names == ["old-kept"]
     assert "net-old" in docker(d, "network", "prune", "-f", "--filter", "until=0s").stdout
+
+
+def test_attached_run_reports_attach_before_start(berthd: Daemon, name: str) -> None:
+    since = str(int(time.time()) - 1)
+    assert docker(berthd, "run", "--rm", "--name", name, "busybox", "echo", "hi").stdout == "hi\n"
+    docker(berthd, "run", "-d", "--name", f"{name}-d", "busybox", "true")
+    docker(berthd, "rm", "-f", f"{name}-d")
+    out = docker(berthd, "events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
+                 "type=container", "--format", "{{.Action}} {{.Actor.Attributes.name}}").stdout.splitlines()
+    mine = [line.split()[0] for line in out if line.endswith(f" {name}")]
+    assert mine[:3] == ["create", "attach", "start"], out  # as dockerd: the CLI attaches, then starts
+    assert "attach" not in [line.split()[0] for line in out if line.endswith(f" {name}-d")]

@@ -252,6 +252,7 @@ class ContainerAPI:
 
         async def run(stream: RawStream) -> None:
             loop = asyncio.get_running_loop()
+            self.svc._event(c, "attach")  # as dockerd, once the client is attached
             detached = asyncio.Event()
             if want_stdin:
                 loop.create_task(_forward_stdin(c, attach_sock, stream, keys, detached))
