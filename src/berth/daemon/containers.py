@@ -199,16 +199,16 @@ class ContainerService:
     def rename(self, ref: str, new_name: str) -> None:
         c = self.get(ref)
         if not new_name or not valid_name(new_name):
-            raise InvalidParameter(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
-                                   "are allowed")
+            raise InvalidParameter(f"Error when allocating new name: Invalid container name "
+                                   f"(/{new_name.lstrip('/')}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         new_name = new_name.lstrip("/")
         if new_name == c.name:
             raise InvalidParameter("Renaming a container with the same name as its current name")
         owner = self.records.name_owner(new_name)
         if owner is not None:
-            raise Conflict(f'Conflict. The container name "/{new_name}" is already in use by container '
-                           f'"{owner}". You have to remove (or rename) that container '
-                           "to be able to reuse that name.")
+            raise Conflict(f'Error when allocating new name: Conflict. The container name "/{new_name}" is '
+                           f'already in use by container "{owner}". You have to remove (or rename) that '
+                           "container to be able to reuse that name.")
         old = c.name
         self.records.rename(c, new_name)
         self._event(c, "rename", oldName="/" + old)

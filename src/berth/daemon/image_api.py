@@ -121,7 +121,16 @@ class ImageAPI:
         }
 
     def history(self, name: str) -> list[dict[str, Any]]:
-        img = self.store.get(name)
+        try:
+            img = self.store.get(name)
+        except NotFound:
+            if "@" in name or all(ch in "0123456789abcdef" for ch in name.removeprefix("sha256:")):
+                raise
+            try:  # dockerd names the reference it looked for: with its default tag
+                wanted = reference.familiar(reference.normalize(name))
+            except reference.InvalidReference:
+                raise NotFound(f"No such image: {name}") from None
+            raise NotFound(f"No such image: {wanted}") from None
         entries = img.config.get("history") or []
         sizes = []
         for chain in img.chains:
