@@ -9,6 +9,7 @@ from berth.common.errors import InvalidParameter
 from berth.runtime import devices, etcfiles, logrotate, spec, users
 
 from .health import merge_healthcheck
+from .limits import verify_resources
 from .model import Container
 
 _HOST_CONFIG_DEFAULTS: dict[str, Any] = {
@@ -73,12 +74,14 @@ def normalize_host_config(hc: Any) -> dict[str, Any]:
     out["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(rp.get("MaximumRetryCount") or 0)}
     out["LogConfig"] = _log_config(out.get("LogConfig"))
     for key in ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota",
-                "CpuPeriod", "ShmSize", "BlkioWeight", "OomScoreAdj"):
+                "CpuPeriod", "ShmSize", "BlkioWeight", "OomScoreAdj", "MemorySwappiness", "PidsLimit"):
         val = out.get(key)
-        if val is not None and not isinstance(val, int):
+        if val is not None and (not isinstance(val, int) or isinstance(val, bool)):
             raise InvalidParameter(f"HostConfig.{key} must be an integer")
-    if out.get("Memory") and out["Memory"] < 6 * 1024 * 1024:
-        raise InvalidParameter("Minimum memory limit allowed is 6MB")
+    for key in ("CpusetCpus", "CpusetMems"):
+        if not isinstance(out.get(key) or "", str):
+            raise InvalidParameter(f"HostConfig.{key} must be a string")
+    verify_resources(out)
     if out.get("NanoCpus") and (out.get("CpuQuota") or out.get("CpuPeriod")):
         raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period cannot both be set")
     if out.get("StorageOpt"):

@@ -358,6 +358,8 @@ def _ps_table(pids: list[int], ps_args: str) -> dict[str, Any]:
     import subprocess
 
     args = ps_args.split() if ps_args else ["-ef"]
+    if "\0" in ps_args:
+        raise InvalidParameter("ps: arguments cannot contain a NUL byte")
     out = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise InvalidParameter(f"ps: {out.stderr.strip()}")
