@@ -6,7 +6,6 @@ Pure apart from reading a seccomp profile file, which docker's CLI inlines into 
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Sequence
@@ -177,15 +176,23 @@ def parse_ulimits(specs: Sequence[str]) -> list[dict[str, Any]]:
 # --- security ---------------------------------------------------------------------------------
 
 def normalize_caps(caps: Sequence[str]) -> list[str]:
-    """The docker client's spelling: upper case with a CAP_ prefix (ALL stays ALL), no repeats."""
-    out: list[str] = []
+    """The docker CLI's spelling: upper case with a CAP_ prefix (ALL stays ALL), sorted, no repeats."""
+    out = set()
     for cap in caps:
         cap = cap.strip().upper()
         if cap and cap != "ALL" and not cap.startswith("CAP_"):
             cap = "CAP_" + cap
-        if cap not in out:
-            out.append(cap)
-    return out
+        out.add(cap)
+    return sorted(out)
+
+
+def _go_json_error(doc: str, exc: json.JSONDecodeError) -> str:
+    """Go's encoding/json wording for the commonest mistakes; Python's for the rest."""
+    if exc.pos >= len(doc.rstrip()):
+        return "unexpected end of JSON input"
+    if exc.msg == "Expecting value":
+        return f"invalid character '{doc[exc.pos]}' looking for beginning of value"
+    return str(exc)
 
 
 def json_compact(text: str) -> str:
@@ -219,7 +226,7 @@ def parse_security_opts(opts: Sequence[str]) -> tuple[list[str], bool]:
         if not sep and key != "no-new-privileges":
             key, sep, value = opt.partition(":")
         if (not sep or not value) and key != "no-new-privileges":
-            raise OptionError(f'invalid --security-opt: "{opt}"')
+            raise OptionError(f'Invalid --security-opt: "{opt}"')
         if key == "seccomp" and value not in ("builtin", "unconfined"):
             try:
                 with open(value, encoding="utf-8") as fh:
@@ -229,8 +236,9 @@ def parse_security_opts(opts: Sequence[str]) -> tuple[list[str], bool]:
                 raise OptionError(f"opening seccomp profile ({value}) failed: open {value}: {reason}") from None
             try:
                 json.loads(profile)
-            except ValueError as exc:
-                raise OptionError(f"compacting json for seccomp profile ({value}) failed: {exc}") from None
+            except json.JSONDecodeError as exc:
+                raise OptionError(f"compacting json for seccomp profile ({value}) failed: "
+                                  f"{_go_json_error(profile, exc)}") from None
             opt = "seccomp=" + json_compact(profile)
         if opt == "systempaths=unconfined":
             unconfined_paths = True
@@ -243,6 +251,8 @@ def parse_security_opts(opts: Sequence[str]) -> tuple[list[str], bool]:
 
 def validate_ip(text: str) -> str | None:
     """Go's net.ParseIP(...).String() after trimming spaces: the canonical form, or None."""
+    import ipaddress  # only when an address flag is given: `run` starts lean
+
     try:
         addr = ipaddress.ip_address(text.strip())
     except ValueError:
@@ -442,7 +452,25 @@ def client_warnings(f: RunFlags, daemon_warnings: Sequence[str]) -> list[str]:
                    "Limitation discarded.")
     for server in f.dns:
         ip = validate_ip(server)
-        if ip and ipaddress.ip_address(ip).is_loopback:
+        if ip and (ip.startswith("127.") or ip == "::1"):
             out.append(f"Localhost DNS ({ip}) may fail in containers.")
             break
     return out
+
+
+_PLATFORM_OS = {"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos", "aix",
+                "android", "ios", "js", "plan9", "dragonfly", "wasip1"}
+_PLATFORM_ARCH = {"amd64", "x86_64", "x86-64", "386", "i386", "arm", "armhf", "armel", "arm64", "aarch64",
+                  "ppc64le", "ppc64", "s390x", "riscv64", "mips", "mipsle", "mips64", "mips64le", "loong64", "wasm"}
+
+
+def check_platform(platform: str) -> None:
+    """containerd's platforms.Parse, as far as it rejects: `os[/arch[/variant]]`, or a lone
+    OS or architecture it knows."""
+    parts = platform.lower().split("/")
+    if len(parts) > 3:
+        raise OptionError(f'error parsing specified platform: "{platform}": cannot parse platform specifier: '
+                          "invalid argument")
+    if parts[0] not in _PLATFORM_OS and not (len(parts) == 1 and parts[0] in _PLATFORM_ARCH):
+        raise OptionError(f'error parsing specified platform: "{platform}": unknown operating system or '
+                          "architecture: invalid argument")

@@ -10,9 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class OptionError(ValueError):
-    """A flag value docker would reject before talking to the daemon."""
+from berth.cli import runflags
+from berth.cli.runflags import OptionError, RunFlags, ram_in_bytes
 
 
 @dataclass
@@ -59,6 +58,7 @@ class RunOptions:
     no_healthcheck: bool = False
     log_driver: str | None = None
     log_opts: list[str] = field(default_factory=list)
+    flags: RunFlags = field(default_factory=RunFlags)  # resources, security, namespaces, DNS
 
 
 def parse_env(items: Sequence[str], environ: Mapping[str, str]) -> list[str]:
@@ -168,22 +168,6 @@ def _go_bool(value: str, spec: str) -> bool:
     if low in ("0", "f", "false"):
         return False
     raise OptionError(f'invalid argument "{spec}" for "--mount" flag: invalid value for readonly: {value}')
-
-
-def ram_in_bytes(text: str) -> int:
-    """docker's RAMInBytes: `64m`, `1g`, `512k`, `100b` or plain bytes (binary multiples)."""
-    units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
-    t = text.strip().lower()
-    if len(t) > 1 and t[-1] == "b" and t[-2] in units:
-        t = t[:-1]  # "64mb"
-    mult = 1
-    if t and t[-1] in units:
-        mult = units[t[-1]]
-        t = t[:-1]
-    try:
-        return int(float(t) * mult)
-    except ValueError:
-        raise OptionError(f"invalid size: '{text}'") from None
 
 
 def parse_mount(spec: str) -> dict[str, Any]:
@@ -400,6 +384,11 @@ def create_body(opts: RunOptions, environ: Mapping[str, str]) -> dict[str, Any]:
         "WorkingDir": opts.workdir or "",
         "Labels": parse_labels(opts.labels),
     }
+    if opts.flags.domainname:
+        body["Domainname"] = opts.flags.domainname
+    if opts.flags.mac_address:
+        # API 1.41 takes the address in Config (per-endpoint addresses came with 1.44)
+        body["MacAddress"] = runflags.validate_mac(opts.flags.mac_address)
     if opts.entrypoint is not None:
         body["Entrypoint"] = [opts.entrypoint] if opts.entrypoint else [""]
     if exposed:
@@ -427,9 +416,11 @@ def create_body(opts: RunOptions, environ: Mapping[str, str]) -> dict[str, Any]:
         host_config["PortBindings"] = port_bindings
     if opts.publish_all:
         host_config["PublishAllPorts"] = True
-    if opts.ip:
-        body["NetworkingConfig"] = {"EndpointsConfig": {opts.network or "default": {
-            "IPAMConfig": {"IPv4Address": opts.ip}}}}
+    endpoint: dict[str, Any] = {"IPAMConfig": {"IPv4Address": opts.ip}} if opts.ip else {}
+    runflags.add_to_endpoint(opts.flags, opts.network or "default", endpoint)
+    if endpoint:
+        body["NetworkingConfig"] = {"EndpointsConfig": {opts.network or "default": endpoint}}
+    runflags.add_to_host_config(opts.flags, host_config)
     restart = parse_restart(opts.restart)
     if restart:
         if opts.rm and restart["Name"] != "no":
