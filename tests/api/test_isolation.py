@@ -7,6 +7,7 @@ import json
 import os
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -226,3 +227,29 @@ def test_pid_ipc_uts_modes_and_domainname(berthd: Daemon) -> None:
         assert docker(berthd, "inspect", "-f", "{{.HostConfig.IpcMode}}", private).stdout.strip() == "private"
     finally:
         docker(berthd, "rm", "-f", donor, private, check=False)
+
+
+def test_cgroupns_and_cgroup_parent(berthd: Daemon) -> None:
+    own = os.readlink("/proc/self/ns/cgroup")
+    assert _ns(berthd, "cgroup") == own  # docker 20.10's default on cgroup v1: the host's
+    assert _ns(berthd, "cgroup", "--cgroupns", "private") != own
+    inside = docker(berthd, "run", "--rm", "--cgroupns", "private", "busybox", "cat", "/proc/self/cgroup").stdout
+    assert all(line.endswith(":/") for line in inside.splitlines() if ":memory:" in line), inside
+
+    parent = f"berth-test-parent-{uuid.uuid4().hex[:6]}"
+    name = f"cgp-{uuid.uuid4().hex[:6]}"
+    try:
+        docker(berthd, "run", "-d", "--name", name, "--cgroup-parent", parent, "busybox", "sleep", "100")
+        cid = docker(berthd, "inspect", "-f", "{{.Id}}", name).stdout.strip()
+        pid = docker(berthd, "inspect", "-f", "{{.State.Pid}}", name).stdout.strip()
+        with open(f"/proc/{pid}/cgroup") as f:
+            assert f"/{parent}/{cid}" in f.read()
+        stats = json.loads(docker(berthd, "stats", "--no-stream", "--format", "{{json .}}", name).stdout)
+        assert stats["MemUsage"].split("/")[0].strip() not in ("", "0B"), stats  # read from that cgroup
+    finally:
+        docker(berthd, "rm", "-f", name, check=False)
+        for d in Path("/sys/fs/cgroup").glob(f"*/{parent}"):
+            d.rmdir()
+    status, out = berthd.request("POST", "/containers/create", {"Image": "busybox",
+                                                                 "HostConfig": {"CgroupnsMode": "shared"}})
+    assert status == 400 and b"invalid cgroup namespace mode: shared" in out, out

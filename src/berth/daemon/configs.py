@@ -53,6 +53,13 @@ def normalize_host_config(hc: Any) -> dict[str, Any]:
         if not isinstance(val, str) or (val not in allowed and not joins):
             raise InvalidParameter(f"invalid {word} mode: {val}")
     out["IpcMode"] = out.get("IpcMode") or "private"  # dockerd's default-ipc-mode, shown by inspect
+    cgroupns = out.get("CgroupnsMode") or "host"
+    if cgroupns not in ("host", "private"):
+        raise InvalidParameter(f"invalid cgroup namespace mode: {cgroupns}")
+    out["CgroupnsMode"] = cgroupns
+    parent = out.get("CgroupParent") or ""
+    if not isinstance(parent, str) or ".." in parent.split("/"):
+        raise InvalidParameter(f"invalid cgroup parent: {parent}")
     # what dockerd's inspect shows for "unset": no limit is null, and the default masks are listed
     if isinstance(out.get("PidsLimit"), int) and out["PidsLimit"] <= 0:
         out["PidsLimit"] = None
@@ -257,7 +264,8 @@ def build_bundle(c: Container, cdir: str, rootfs: str,
         cap_drop=list(hc.get("CapDrop") or []),
         readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
         mounts=_with_user_mounts(etc_mounts, user_mounts or []),
-        cgroups_path=f"/berth/{c.id}",
+        cgroups_path=cgroup_path(c),
+        cgroupns_mode=hc.get("CgroupnsMode") or "host",
         memory=hc.get("Memory") or None,
         memory_swap=hc.get("MemorySwap") or None,
         memory_reservation=hc.get("MemoryReservation") or None,
@@ -285,6 +293,12 @@ def build_bundle(c: Container, cdir: str, rootfs: str,
                                                                               list(hc.get("DeviceCgroupRules") or []))
     kwargs.update(_security_options(hc.get("SecurityOpt") or []))
     return spec.build_spec(spec.SpecOptions(**kwargs))
+
+
+def cgroup_path(c: Container) -> str:
+    """The container's cgroup: `<CgroupParent or /berth>/<id>`, as dockerd's cgroupfs driver names it."""
+    parent = "/" + (c.host_config.get("CgroupParent") or "/berth").strip("/")
+    return f"{parent.rstrip('/')}/{c.id}"
 
 
 def _with_user_mounts(etc_mounts: list[dict[str, Any]], user: list[dict[str, Any]]) -> list[dict[str, Any]]:

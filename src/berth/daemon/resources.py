@@ -14,8 +14,6 @@ from . import configs
 from .containers import ContainerService
 from .model import ZERO_TIME, Container, now_rfc3339
 
-# configs.build_bundle puts every container's cgroup here
-CGROUP_PARENT = "/berth"
 STATS_INTERVAL = 1.0  # seconds between samples, as dockerd's collector
 
 # HostConfig fields `docker update` may change; a zero or empty value means "leave as it is".
@@ -38,7 +36,7 @@ class ResourceAPI:
     def _sample(self, c: Container) -> dict[str, Any] | None:
         if not c.running or c.state["Restarting"]:
             return None
-        sample = cgroups.container_stats(f"{CGROUP_PARENT}/{c.id}")
+        sample = cgroups.container_stats(configs.cgroup_path(c))
         if sample is not None and c.host_config.get("NetworkMode") != "host":
             # docker-py and the CLI expect the key; empty until containers have interfaces
             sample["networks"] = cgroups.network_stats(int(c.state["Pid"] or 0))
