@@ -124,7 +124,7 @@ def _oci_resources(hc: dict[str, Any]) -> dict[str, Any]:
     mem = hc.get("Memory") or 0
     if mem:
         memory["limit"] = mem
-        swap = hc.get("MemorySwap") or 2 * mem  # the create-time default of dockerd and berth
+        swap = hc.get("MemorySwap") or min(2 * mem, 2**63 - 1)  # the create-time default of dockerd and berth
         memory["swap"] = swap
     if hc.get("MemoryReservation"):
         memory["reservation"] = hc["MemoryReservation"]

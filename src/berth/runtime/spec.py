@@ -50,6 +50,7 @@ _RLIMITS = frozenset(
     "rtprio rttime sigpending stack".split()
 )
 _RLIM_INFINITY = 2**64 - 1
+_INT64_MAX = 2**63 - 1
 _MIN_MEMORY = 6 * 1024 * 1024
 
 
@@ -238,7 +239,7 @@ def resources(o: SpecOptions) -> dict[str, Any]:
         memory["reservation"] = o.memory_reservation
     swap = o.memory_swap
     if o.memory and not swap:
-        swap = 2 * o.memory  # dockerd's create-time default: as much swap as memory
+        swap = min(2 * o.memory, _INT64_MAX)  # dockerd's create-time default: as much swap as memory
     if swap and swap > 0:
         memory["swap"] = swap
     if o.memory_swappiness is not None and o.memory_swappiness != -1:
