@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
 
+from . import logwatch
+
 
 @dataclass
 class LogRecord:
@@ -255,21 +257,37 @@ class LogReader:
     async def follow(self, offset: int, stopped: asyncio.Event, *,
                      streams: tuple[str, ...] = ("stdout", "stderr"),
                      until: float = 0, interval: float = 0.1, raw: bool = False) -> AsyncIterator[LogRecord]:
-        """New records from `offset` until `stopped` is set and the log is drained. Polls, but
-        wakes at once when the container stops, so the last lines are never late. `raw` (attach)
-        passes partial lines on as they come: a shell's prompt has no newline."""
+        """New records from `offset` until `stopped` is set and the log is drained. Wakes when
+        conmon writes (inotify on the log's directory, see logwatch.py) or when the container
+        stops, so the last lines are never late; polls every `interval` where inotify is not
+        available. `raw` (attach) passes partial lines on as they come: a shell's prompt has no
+        newline."""
         cursor = self._cursor_at(offset)
+        directory = os.path.dirname(os.path.abspath(self.path))
+        written = logwatch.subscribe(directory)
+        stop_wait = asyncio.ensure_future(stopped.wait())
         try:
             while True:
                 done = stopped.is_set()
+                if written is not None:
+                    written.clear()  # before reading: a write after this read wakes the next wait
                 for r in _filter(cursor.records(flush=done or raw), 0, until, streams):
                     yield r
                 if done:
                     return
+                if written is None:
+                    await asyncio.wait([stop_wait], timeout=interval)
+                    continue
+                write_wait = asyncio.ensure_future(written.wait())
                 try:
-                    await asyncio.wait_for(stopped.wait(), interval)
-                except TimeoutError:
-                    pass
+                    # the timeout only guards against a missed event (a watch past its limit)
+                    await asyncio.wait([stop_wait, write_wait], timeout=max(interval, 1.0),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    write_wait.cancel()
         finally:
+            stop_wait.cancel()
+            if written is not None:
+                logwatch.unsubscribe(directory, written)
             cursor.close()
 
