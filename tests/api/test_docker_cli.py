@@ -86,21 +86,28 @@ def test_images_save_load_keeps_id(berthd: Daemon, tmp_path) -> None:  # type: i
 
 
 def test_rmi_of_used_image_is_refused(berthd: Daemon, name: str) -> None:
-    image_id = docker(berthd, "images", "--no-trunc", "-q", "busybox:latest").stdout.strip()
-    docker(berthd, "run", "-d", "--name", name, "busybox", "sleep", "1000")
+    # an image of the test's own: busybox on the shared daemon may have other tests' images on it,
+    # and an image with children is a conflict of its own (checked first, as by dockerd)
+    repo = f"{name}-img"
+    docker(berthd, "run", "--name", f"{name}-src", "busybox", "true")
+    docker(berthd, "commit", f"{name}-src", f"{repo}:latest")
+    docker(berthd, "rm", f"{name}-src")
+    image_id = docker(berthd, "images", "--no-trunc", "-q", f"{repo}:latest").stdout.strip()
+    docker(berthd, "run", "-d", "--name", name, repo, "sleep", "1000")
     try:
-        out = docker(berthd, "rmi", "busybox", check=False)
+        out = docker(berthd, "rmi", repo, check=False)
         assert out.returncode == 1
         assert "conflict: unable to remove repository reference" in out.stderr
         status, body = berthd.request("DELETE", f"/images/{image_id}")
         assert status == 409 and b"being used by running container" in body
         # a second tag is just untagged, as dockerd does
         tag = f"dcli-{uuid.uuid4().hex[:6]}:used"
-        docker(berthd, "tag", "busybox", tag)
+        docker(berthd, "tag", repo, tag)
         assert docker(berthd, "rmi", tag).stdout == f"Untagged: {tag}\n"
     finally:
         docker(berthd, "rm", "-f", name)
-    assert docker(berthd, "images", "-q", "busybox").stdout.strip() == image_id[7:19]
+    assert docker(berthd, "images", "-q", repo).stdout.strip() == image_id[7:19]
+    docker(berthd, "rmi", repo)
 
 
 def test_logs_and_inspect(berthd: Daemon, name: str) -> None:
