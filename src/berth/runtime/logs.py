@@ -281,7 +281,7 @@ class LogReader:
                 write_wait = asyncio.ensure_future(written.wait())
                 try:
                     # the timeout only guards against a missed event (a watch past its limit)
-                    await asyncio.wait([stop_wait, write_wait], timeout=max(interval, 1.0),
+                    await asyncio.wait([stop_wait, write_wait], timeout=max(interval, 5.0),
                                        return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     write_wait.cancel()
