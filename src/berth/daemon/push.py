@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
@@ -50,6 +51,17 @@ class _CountingReader:
     def seek(self, pos: int, whence: int = 0) -> int:
         self.done = 0
         return self._f.seek(pos, whence)
+
+    def sendfile_to(self, sock: socket.socket) -> None:
+        """The rest of the file, from where it stands, by sendfile(2) in 8 MiB steps (progress)."""
+        offset = self._f.tell()
+        while offset < self.total:
+            sent = sock.sendfile(self._f, offset, min(8 << 20, self.total - offset))
+            if not sent:
+                raise ConnectionError("the registry stopped taking the upload")
+            offset += sent
+            self.done += sent
+            self._report(self.done)
 
 
 class Pusher:
