@@ -48,3 +48,13 @@ def test_accepted() -> None:
 def test_cpuset_lists() -> None:
     assert _cpuset("0-2,5") == {0, 1, 2, 5}
     assert _cpuset("0,,1") is None and _cpuset("") is None and _cpuset("2-1") is None
+
+
+@pytest.mark.parametrize("hc,message", [
+    ({"CpuShares": 262145}, "the maximum allowed is 262144"),
+    ({"CpuRealtimeRuntime": -5}, "HostConfig.CpuRealtimeRuntime must not be negative"),
+    ({"Memory": 2**70}, "HostConfig.Memory is out of range"),
+])
+def test_refused_before_the_kernel_would(hc: dict, message: str) -> None:
+    with pytest.raises(InvalidParameter, match=message):
+        normalize_host_config(hc)

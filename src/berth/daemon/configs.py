@@ -81,7 +81,9 @@ def normalize_host_config(hc: Any) -> dict[str, Any]:
     out["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(rp.get("MaximumRetryCount") or 0)}
     out["LogConfig"] = _log_config(out.get("LogConfig"))
     for key in ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota",
-                "CpuPeriod", "ShmSize", "BlkioWeight", "OomScoreAdj", "MemorySwappiness", "PidsLimit"):
+                "CpuPeriod", "ShmSize", "BlkioWeight", "OomScoreAdj", "MemorySwappiness", "PidsLimit",
+                "CpuRealtimePeriod", "CpuRealtimeRuntime", "KernelMemory", "KernelMemoryTCP", "CpuCount",
+                "CpuPercent"):
         val = out.get(key)
         if val is not None and (not isinstance(val, int) or isinstance(val, bool)):
             raise InvalidParameter(f"HostConfig.{key} must be an integer")

@@ -10,6 +10,7 @@ from typing import Any
 from berth.common.errors import InvalidParameter
 
 MIN_MEMORY = 6 * 1024 * 1024
+_MAX_CPU_SHARES = 262144  # the kernel's (cgroup v1 cpu.shares)
 _CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
 
@@ -55,14 +56,31 @@ def _check_cpuset(value: Any, kind: str, nodes: str) -> None:
         raise InvalidParameter(f"Requested {nodes} are not available - requested {value}, available: {text}")
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+_INT_FIELDS = ("Memory", "MemorySwap", "MemoryReservation", "KernelMemory", "KernelMemoryTCP", "NanoCpus",
+               "CpuShares", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime", "BlkioWeight",
+               "PidsLimit", "ShmSize", "OomScoreAdj", "CpuCount", "CpuPercent")
+
+
 def verify_resources(hc: dict[str, Any]) -> None:
-    """Raise InvalidParameter for the first limit dockerd would refuse."""
+    """Raise InvalidParameter for the first limit dockerd would refuse (or the kernel would: a
+    limit runc cannot write would otherwise be a 500 at start or update)."""
+    for key in _INT_FIELDS:
+        value = hc.get(key)
+        if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+            raise InvalidParameter(f"HostConfig.{key} is out of range: {value}")
     ncpu = os.cpu_count() or 1
     nano = hc.get("NanoCpus") or 0
     if nano < 0 or nano > ncpu * 10**9:
         raise InvalidParameter(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
-    if (hc.get("CpuShares") or 0) < 0:
-        raise InvalidParameter(f"invalid CPU shares ({hc['CpuShares']}): value must be a positive integer")
+    shares = hc.get("CpuShares") or 0
+    if shares < 0:
+        raise InvalidParameter(f"invalid CPU shares ({shares}): value must be a positive integer")
+    if shares > _MAX_CPU_SHARES:
+        raise InvalidParameter(f"invalid CPU shares ({shares}): the maximum allowed is {_MAX_CPU_SHARES}")
+    for key in ("CpuRealtimePeriod", "CpuRealtimeRuntime", "KernelMemory", "KernelMemoryTCP"):
+        if (hc.get(key) or 0) < 0:
+            raise InvalidParameter(f"HostConfig.{key} must not be negative")
     period = hc.get("CpuPeriod") or 0
     if period and not 1000 <= period <= 1000000:
         raise InvalidParameter("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
