@@ -208,3 +208,25 @@ def test_attached_run_reports_attach_before_start(berthd: Daemon, name: str) -> 
     mine = [line.split()[0] for line in out if line.endswith(f" {name}")]
     assert mine[:3] == ["create", "attach", "start"], out  # as dockerd: the CLI attaches, then starts
     assert "attach" not in [line.split()[0] for line in out if line.endswith(f" {name}-d")]
+
+
+def test_dockerenv_exec_groups_and_ps_command(berthd: Daemon, name: str) -> None:
+    """Small things scripts rely on, as dockerd has them: /.dockerenv exists (but is no change of
+    the container's), an exec's primary group is a supplementary one too, and ps quotes an
+    argument with a space."""
+    docker(berthd, "run", "-d", "--name", name, "busybox", "sh", "-c", "echo x > /made; sleep 100")
+    try:
+        assert docker(berthd, "exec", name, "stat", "-c", "%s %a %u", "/.dockerenv").stdout == "0 755 0\n"
+        assert docker(berthd, "exec", "-u", "1000", name, "id").stdout.strip() == "uid=1000 gid=0(root) groups=0(root)"
+        docker(berthd, "exec", name, "test", "-f", "/made")
+        assert docker(berthd, "diff", name).stdout.split() == ["A", "/made"]
+        ps = docker(berthd, "ps", "--no-trunc", "--filter", f"name={name}", "--format", "{{.Command}}").stdout
+        assert ps.strip() == "\"sh -c 'echo x > /made; sleep 100'\""
+        docker(berthd, "commit", name, f"{name}:img")
+        layer = docker(berthd, "run", "--rm", f"{name}:img", "cat", "/made").stdout
+        assert layer == "x\n"
+        saved = docker(berthd, "history", "--format", "{{.Size}}", f"{name}:img").stdout.split()[0]
+        assert saved == "2B"  # /made's bytes only: /.dockerenv and the /etc files stay out
+    finally:
+        docker(berthd, "rm", "-f", name)
+        docker(berthd, "rmi", f"{name}:img", check=False)

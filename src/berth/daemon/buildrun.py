@@ -17,7 +17,7 @@ from berth.build.history import created_by_run, resolve_cmdline
 from berth.build.mounts import Mount, MountError, parse_mount
 from berth.build.stages import ArgScope, BuildPlan
 from berth.common.errors import BerthError
-from berth.runtime.etcfiles import MOUNT_POINTS as ETC_MOUNT_POINTS
+from berth.runtime.etcfiles import INIT_FILES
 from berth.runtime.logs import LogReader
 from berth.snapshots.tarwrite import write_layer
 
@@ -104,7 +104,7 @@ async def run_step(step: StepContext, bp: BuildPlan, state: StageState, scope: A
 
 def _container_layer(step: StepContext, cid: str, top_chain: str | None,
                      hidden: list[str]) -> tuple[str, str] | None:
-    points = [*ETC_MOUNT_POINTS, *hidden]
+    points = [*INIT_FILES, *hidden]
     if not step.tools.layers.changes(cid, top_chain, points):
         return None
     exclude = [p.lstrip("/") for p in points]

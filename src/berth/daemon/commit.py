@@ -19,7 +19,7 @@ from berth.common import reference
 from berth.common.errors import Conflict, InvalidParameter
 from berth.images.changes import apply_changes
 from berth.images.store import ImageStore, NewLayer
-from berth.runtime.etcfiles import MOUNT_POINTS as ETC_MOUNT_POINTS
+from berth.runtime.etcfiles import INIT_FILES
 from berth.snapshots.tarwrite import write_layer
 
 from .containers import ContainerService
@@ -96,10 +96,10 @@ class CommitAPI:
 
     def _write_layer(self, c: Container) -> tuple[str, str] | None:
         """(layer tar file, its DiffID) of the container's changes; None when it changed nothing."""
-        if not self.svc.layers.changes(c.id, c.top_chain, ETC_MOUNT_POINTS):
+        if not self.svc.layers.changes(c.id, c.top_chain, INIT_FILES):
             return None
         path = os.path.join(self.tmp_dir, "commit-" + os.urandom(8).hex())
-        exclude = [p.lstrip("/") for p in ETC_MOUNT_POINTS]
+        exclude = [p.lstrip("/") for p in INIT_FILES]
         try:
             with open(path, "wb") as f:
                 diff_id = write_layer(self.svc.layers.upper_dir(c.id), f, exclude)

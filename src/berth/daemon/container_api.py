@@ -13,7 +13,7 @@ from berth.api.http.server import RawStream
 from berth.api.http.streams import frame
 from berth.api.routes.containers import AttachOptions, LogOptions, Output
 from berth.common.errors import Conflict, InvalidParameter, NotFound, NotImplementedYet
-from berth.runtime.etcfiles import MOUNT_POINTS as ETC_MOUNT_POINTS
+from berth.runtime.etcfiles import INIT_FILES
 from berth.runtime.logrotate import details_prefix, extra_attributes
 from berth.runtime.logs import LogReader, LogRecord, docker_timestamp
 
@@ -272,7 +272,7 @@ class ContainerAPI:
 
     async def changes(self, ref: str) -> list[dict[str, Any]] | None:
         c = self.svc.get(ref)
-        found = await asyncio.to_thread(self.svc.layers.changes, c.id, c.top_chain, ETC_MOUNT_POINTS)
+        found = await asyncio.to_thread(self.svc.layers.changes, c.id, c.top_chain, INIT_FILES)
         return [{"Path": path, "Kind": kind} for path, kind in found] or None  # dockerd: null
 
     async def top(self, ref: str, ps_args: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from berth.common.db import Database
 from berth.common.errors import Conflict, InvalidParameter, NotFound
 from berth.common.ids import generate_name, new_id, valid_name
 from berth.images.store import ImageStore
+from berth.runtime.etcfiles import DOCKERENV
 from berth.runtime.oci import OCIRuntime, unusable_reason
 from berth.snapshots.overlay import LayerStore
 from berth.volumes.driver import VolumeDriver
@@ -147,9 +148,23 @@ class ContainerService:
         c.mounts = self.mounts.plan(cid, config, host_config)
         os.makedirs(self.rootfs(c), exist_ok=True)
         self.layers.prepare(cid, img.top_chain)
+        self._add_dockerenv(c)
         self.records.add(c)
         self._event(c, "create")
         return {"Id": cid, "Warnings": []}
+
+    def _add_dockerenv(self, c: Container) -> None:
+        """As dockerd: an empty /.dockerenv, which scripts test to tell they run in a container.
+        It is part of the container's filesystem (export shows it) but not a change of its own
+        (diff and commit leave it out, as dockerd's init layer does)."""
+        path = os.path.join(self.layers.upper_dir(c.id), DOCKERENV.lstrip("/"))
+        if os.path.lexists(path):
+            return
+        with open(path, "x"):
+            pass
+        os.chmod(path, 0o755)
+        if self.remap is not None and self.remap.applies(c.host_config):
+            os.chown(path, *self.remap.idmap.to_host(0, 0))
 
     # --- lifecycle (container_lifecycle.py) ---------------------------------------------------
     async def start(self, ref: str) -> None:

@@ -130,7 +130,9 @@ class ExecService:
             process["cwd"] = cfg["WorkingDir"]
         if cfg["User"]:
             uid, gid, extra = users.resolve_user(self.containers.rootfs(c), cfg["User"])
-            process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
+            # as the container's own process (spec.py) and dockerd's exec: the primary group is a
+            # supplementary one too
+            process["user"] = {"uid": uid, "gid": gid, "additionalGids": [gid, *(g for g in extra if g != gid)]}
         if cfg["Privileged"]:
             caps = process.get("capabilities", {})
             from berth.runtime.capabilities import ALL_CAPS, host_capabilities

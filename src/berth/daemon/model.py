@@ -182,7 +182,8 @@ class Container:
         return out
 
     def summary(self, image_display: str) -> dict[str, Any]:
-        command = " ".join([self.path, *self.args]) if self.path else ""
+        # as dockerd's list: an argument with a space in it is shown in single quotes
+        command = " ".join([self.path, *(f"'{a}'" if " " in a else a for a in self.args)]) if self.path else ""
         return {
             "Id": self.id,
             "Names": ["/" + self.name],

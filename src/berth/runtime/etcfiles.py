@@ -20,6 +20,9 @@ from berth.common.errors import InvalidParameter
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 # Where the files are bind-mounted in the container; the runtime creates missing mount points.
 MOUNT_POINTS = ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts")
+DOCKERENV = "/.dockerenv"
+# what berth puts in a container's filesystem itself (dockerd's init layer): never a change of its own
+INIT_FILES = (*MOUNT_POINTS, DOCKERENV)
 HOST_HOSTS = "/etc/hosts"
 # systemd-resolved's list of real upstream servers, used when the host file only has its stub.
 RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
