@@ -231,3 +231,23 @@ def test_berth_cli_networks(berthd: Daemon, tag: str) -> None:
     finally:
         b.cleanup()
         b("network", "rm", "-f", net)
+
+
+def test_connect_gives_a_running_container_the_builtin_dns(berthd: Daemon, tag: str) -> None:
+    """A container started on the default bridge has the host's resolvers; connected to a
+    user-defined network while it runs, it resolves that network's containers by name, as with
+    dockerd (which rebuilds resolv.conf for the built-in DNS then)."""
+    net, peer, late = f"nd-{tag}", f"peer-{tag}", f"late-{tag}"
+    try:
+        docker(berthd, "network", "create", net)
+        docker(berthd, "run", "-d", "--name", peer, "--network", net, "busybox", "sleep", "100")
+        docker(berthd, "run", "-d", "--name", late, "busybox", "sleep", "100")
+        assert "127.0.0.11" not in docker(berthd, "exec", late, "cat", "/etc/resolv.conf").stdout
+        docker(berthd, "network", "connect", net, late)
+        assert "nameserver 127.0.0.11" in docker(berthd, "exec", late, "cat", "/etc/resolv.conf").stdout
+        ip = _ip(berthd, peer, net)
+        out = docker(berthd, "exec", late, "nslookup", peer).stdout
+        assert ip in out, out
+    finally:
+        docker(berthd, "rm", "-f", peer, late, check=False)
+        docker(berthd, "network", "rm", net, check=False)

@@ -8,6 +8,7 @@ and endpoints (veths, published ports, the resolver), which exist only while the
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from berth.common.errors import Forbidden, NotFound
 from berth.network import netns
 from berth.network.model import Endpoint, NetworkDriver, PortBinding, mac_for_ip
 from berth.network.ports import PortAllocated
+from berth.runtime import etcfiles
 
 from .model import Container
 from .network_dns import ContainerNames
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     from berth.network.dns import Sockets
 
     from .overlay import OverlayService
+
+log = logging.getLogger("berth.networks")
 
 
 @dataclass
@@ -315,10 +319,33 @@ class NetworkAttachments:
             if not n.predefined:
                 ep_view["DNSNames"] = dns_names(c, ep_view)
                 self.names.live[c.id] = c  # its names resolve on `n` from now on
+                if not self.names.has_dns(c.id):
+                    await self._start_resolver(c, path)
                 await self._publish_overlay(c, [(n.name, n)] if n.driver == "overlay" else [])
             else:
                 self.links.update_parents(c)
         self.state.events.publish("network", "connect", n.id, {"name": n.name, "type": n.driver, "container": c.id})
+
+    async def _start_resolver(self, c: Container, path: str) -> None:
+        """A running container's first user-defined network: the built-in DNS starts for it and
+        its resolv.conf names it from now on, as dockerd rebuilds the file then. The file is
+        rewritten in place: it is bind-mounted into the container, which would keep a renamed
+        file's old inode."""
+        from berth.network.dns import open_sockets
+
+        socks = await asyncio.to_thread(open_sockets, path)
+        await self.names.server().serve(c.id, socks)
+        if self.state.container_dir is None:
+            return
+        hc = c.host_config  # --dns servers are the resolver's upstreams, as at a start on a user network
+        text = etcfiles.embedded_resolv_conf(etcfiles.read_host_resolv_conf(), hc.get("DnsSearch") or (),
+                                             hc.get("DnsOptions") or ())
+        try:
+            with open(os.path.join(self.state.container_dir(c), "resolv.conf"), "r+", encoding="utf-8") as f:
+                f.write(text)
+                f.truncate()
+        except OSError as e:
+            log.warning("resolv.conf of %s not rewritten: %s", c.id[:12], e)
 
     def _forget_allocation(self, c: Container, n: Network) -> None:
         for r in self.state.endpoint_rows(c.id):

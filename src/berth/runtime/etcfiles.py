@@ -208,6 +208,10 @@ def _is_loopback(ip: str) -> bool:
         return False
 
 
+def read_host_resolv_conf() -> str:
+    return _read(HOST_RESOLV_CONF)
+
+
 def _read(path: str) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
