@@ -230,3 +230,30 @@ def test_dockerenv_exec_groups_and_ps_command(berthd: Daemon, name: str) -> None
     finally:
         docker(berthd, "rm", "-f", name)
         docker(berthd, "rmi", f"{name}:img", check=False)
+
+
+def test_ps_filters_volume_network_publish_expose(berthd: Daemon, name: str) -> None:
+    net, vol = f"{name}-n", f"{name}-v"
+    docker(berthd, "network", "create", net)
+    try:
+        docker(berthd, "run", "-d", "--name", f"{name}-a", "-p", "127.0.0.1::80", "--expose", "90", "-v",
+               f"{vol}:/data", "--network", net, "busybox", "sleep", "100")
+        docker(berthd, "run", "-d", "--name", f"{name}-b", "busybox", "sleep", "100")
+        public = docker(berthd, "port", f"{name}-a", "80").stdout.strip().rsplit(":", 1)[1]
+
+        def ps(flt: str) -> list[str]:
+            return sorted(docker(berthd, "ps", "--filter", f"name={name}", "--filter", flt,
+                                 "--format", "{{.Names}}").stdout.split())
+
+        a, b = [f"{name}-a"], [f"{name}-b"]
+        assert ps(f"volume={vol}") == a and ps("volume=/data") == a and ps("volume=nope") == []
+        assert ps(f"network={net}") == a and ps("network=bridge") == b
+        assert ps(f"publish={public}") == a and ps(f"publish={public}/udp") == []
+        assert ps(f"publish={int(public) - 1}-{int(public) + 1}") == a
+        assert ps("expose=80") == a and ps("expose=90") == a and ps("expose=91") == []
+        bad = docker(berthd, "ps", "--filter", "publish=http", check=False)
+        assert bad.returncode != 0 and "invalid port filter" in bad.stderr
+    finally:
+        docker(berthd, "rm", "-f", f"{name}-a", f"{name}-b", check=False)
+        docker(berthd, "network", "rm", net, check=False)
+        docker(berthd, "volume", "rm", vol, check=False)

@@ -169,6 +169,22 @@ class ContainerAPI:
             return False
         if f.get("ancestor") and not any(self._descends(c, a) for a in f["ancestor"]):
             return False
+        if f.get("volume"):
+            mounts = c.mounts_view()
+            if not any(m.get("Name") == v or m.get("Destination") == v for m in mounts for v in f["volume"]):
+                return False
+        if f.get("network"):
+            wanted = set(f["network"])
+            if not any(name in wanted or str(v.get("NetworkID") or "") in wanted
+                       for name, v in c.networks.items()):
+                return False
+        if f.get("publish") or f.get("expose"):
+            ports = c.summary("")["Ports"]
+            published = _port_set(f.get("publish", []))
+            exposed = _port_set(f.get("expose", []))
+            if not any(f"{p.get('PublicPort')}/{p['Type']}" in published or f"{p['PrivatePort']}/{p['Type']}" in exposed
+                       for p in ports):
+                return False
         for key, newer in (("since", True), ("before", False)):
             for ref in f.get(key, []):
                 other = self.svc.get(ref)
@@ -341,6 +357,21 @@ def _name_match(name: str, pattern: str) -> bool:
         except re.error:
             return fnmatch.fnmatch(name, pattern)
     return pattern in name
+
+
+def _port_set(values: list[str]) -> set[str]:
+    """`80`, `80/udp`, `8000-8010/tcp` as dockerd's port filters read them: `<port>/<proto>` keys."""
+    out: set[str] = set()
+    for value in values:
+        ports, _, proto = value.partition("/")
+        lo, _, hi = ports.partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise InvalidParameter(f"invalid port filter {value!r}: want <port>[/<proto>] or "
+                                   "<start>-<end>[/<proto>]") from None
+        out.update(f"{n}/{proto or 'tcp'}" for n in range(first, min(last, 65535) + 1))
+    return out
 
 
 def _label_match(c: Container, wanted: list[str]) -> bool:
