@@ -145,7 +145,7 @@ class StepContext:
         if comment:
             entry["comment"] = comment
         diff_ids = list(state.diff_ids)
-        layers = [NewLayer(open=self.blob_opener(chain)) for chain in state.chains]
+        layers = [NewLayer(open=self.tools.images.layer_opener(chain)) for chain in state.chains]
         if layer is not None:
             path, diff_id = layer
             diff_ids.append(diff_id)
@@ -168,11 +168,6 @@ class StepContext:
         cmd_set = state.cmd_set
         state.__dict__.update(self.state_of(img).__dict__)
         state.cmd_set = cmd_set
-
-    def blob_opener(self, chain: str) -> Callable[[], BinaryIO]:
-        def opener() -> BinaryIO:
-            return self.tools.images.open_layer_tar(chain)
-        return opener
 
     def write(self, fn: Callable[[BinaryIO], str]) -> tuple[str, str]:
         path = os.path.join(self.work, "layer-" + os.urandom(6).hex())

@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any
 
 from berth.common import reference
 from berth.common.errors import Conflict, InvalidParameter
@@ -112,7 +111,8 @@ class CommitAPI:
                    author: str, name: str) -> str:
         parent = self.images.get(c.image_id)
         diff_ids = list(parent.diff_ids)
-        layers = [NewLayer(open=self._blob_opener(chain)) for chain in parent.chains]
+        # the parent's layers are in the store already (`add` skips them): the openers are for form
+        layers = [NewLayer(open=self.images.layer_opener(chain)) for chain in parent.chains]
         created = now_rfc3339()
         entry: dict[str, Any] = {"created": created, "created_by": " ".join(c.config.get("Cmd") or [])}
         if author:
@@ -146,8 +146,3 @@ class CommitAPI:
         self.images.set_parent(img.id, parent.id)
         return img.id
 
-    def _blob_opener(self, chain: str) -> Callable[[], BinaryIO]:
-        """The parent's layers are in the store already (`add` skips them); this is for form."""
-        def opener() -> BinaryIO:
-            return self.images.open_layer_tar(chain)
-        return opener

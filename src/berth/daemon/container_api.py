@@ -21,7 +21,7 @@ from .containers import ContainerService
 from .detach import EscapeProxy, parse_keys
 from .health import STATUSES as HEALTH_STATUSES
 from .health import status_word as health_status
-from .model import Container, prune_until, rfc3339_to_unix
+from .model import Container, prune_until, ps_ports, rfc3339_to_unix
 
 _STREAM = {"stdout": 1, "stderr": 2}
 
@@ -179,7 +179,7 @@ class ContainerAPI:
                        for name, v in c.networks.items()):
                 return False
         if f.get("publish") or f.get("expose"):
-            ports = c.summary("")["Ports"]
+            ports = ps_ports(c.ports)
             published = _port_set(f.get("publish", []))
             exposed = _port_set(f.get("expose", []))
             if not any(f"{p.get('PublicPort')}/{p['Type']}" in published or f"{p['PrivatePort']}/{p['Type']}" in exposed

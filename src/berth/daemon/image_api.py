@@ -332,7 +332,7 @@ class ImageAPI:
             layers = []
             for chain, diff_id in zip(img.chains, img.diff_ids, strict=True):
                 layers.append(archive.SaveLayer(diff_id=diff_id, size=self.store.layer_tar_size(chain),
-                                                open=_layer_opener(self.store, chain)))
+                                                open=self.store.layer_opener(chain)))
             to_save[img.id] = archive.SaveImage(config=self.store.content.read(img.id), repo_tags=tags,
                                                 layers=layers)
         images = list(to_save.values())
@@ -368,10 +368,6 @@ def _is_id(image_id: str, name: str) -> bool:
 
 def _opener(arc: archive.Archive, member: str) -> Callable[[], BinaryIO]:
     return lambda: arc.open_member(member)
-
-
-def _layer_opener(store: ImageStore, chain: str) -> Callable[[], BinaryIO]:
-    return lambda: store.open_layer_tar(chain)
 
 
 def _comment(cfg: dict[str, Any]) -> str:

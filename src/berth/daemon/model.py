@@ -191,7 +191,7 @@ class Container:
             "ImageID": self.image_id,
             "Command": command,
             "Created": int(rfc3339_to_unix(self.created)),
-            "Ports": _ps_ports(self.ports),
+            "Ports": ps_ports(self.ports),
             "Labels": self.config.get("Labels") or {},
             "State": self.state["Status"],
             "Status": self.human_status(),
@@ -201,7 +201,7 @@ class Container:
         }
 
 
-def _ps_ports(ports: dict[str, Any]) -> list[dict[str, Any]]:
+def ps_ports(ports: dict[str, Any]) -> list[dict[str, Any]]:
     """`ps`'s Ports from NetworkSettings.Ports: one entry per binding, or the bare exposed port."""
     out: list[dict[str, Any]] = []
     for key, binds in ports.items():

@@ -21,6 +21,17 @@ from .network_state import Network
 if TYPE_CHECKING:
     from .overlay import OverlayService
 
+def _ipam_entry(pool: Any, given: list[dict[str, Any]]) -> dict[str, str]:
+    """A pool as inspect's IPAM.Config shows it; the gateway only if the user gave one or gave no
+    config for this family at all (an allocated pool's)."""
+    entry = {"Subnet": str(pool.subnet)}
+    if not given or given[0].get("Gateway"):
+        entry["Gateway"] = str(pool.gateway)
+    if pool.ip_range != pool.subnet:
+        entry["IPRange"] = str(pool.ip_range)
+    return entry
+
+
 def inspect_view(ipam: Ipam, overlay: OverlayService | None, n: Network, containers: list[Container]) -> dict[str, Any]:
     """A network as `network inspect` shows it, with the endpoints of `containers` on it."""
     ipam_cfg: list[dict[str, str]] = []
@@ -32,23 +43,12 @@ def inspect_view(ipam: Ipam, overlay: OverlayService | None, n: Network, contain
     user4 = [c for c in given if ":" not in str(c.get("Subnet") or c.get("Gateway") or "")]
     user6 = [c for c in given if ":" in str(c.get("Subnet") or c.get("Gateway") or "")]
     if n.id in ipam.networks:
-        na = ipam.networks[n.id]
-        entry = {"Subnet": str(na.subnet)}
-        if not user4 or user4[0].get("Gateway"):
-            entry["Gateway"] = str(na.gateway)
-        if na.ip_range != na.subnet:
-            entry["IPRange"] = str(na.ip_range)
+        entry = _ipam_entry(ipam.networks[n.id], user4)
         if n.ipam_config and n.ipam_config[0].get("AuxiliaryAddresses"):
             entry["AuxiliaryAddresses"] = n.ipam_config[0]["AuxiliaryAddresses"]
         ipam_cfg = [entry]
     if n.id in ipam.networks6:
-        na6 = ipam.networks6[n.id]
-        entry6 = {"Subnet": str(na6.subnet)}
-        if not user6 or user6[0].get("Gateway"):
-            entry6["Gateway"] = str(na6.gateway)
-        if na6.ip_range != na6.subnet:
-            entry6["IPRange"] = str(na6.ip_range)
-        ipam_cfg.append(entry6)
+        ipam_cfg.append(_ipam_entry(ipam.networks6[n.id], user6))
     members: dict[str, Any] = {}
     for c in containers:
         for key, ep in c.networks.items():

@@ -8,6 +8,7 @@ so a crash leaves at worst unreferenced files, never a record pointing at nothin
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -263,6 +264,10 @@ class ImageStore:
         if row["blob"]:
             return self.content.open(row["blob"])
         return self.layers.open_tar(chain_id, row["diff_id"])
+
+    def layer_opener(self, chain_id: str) -> Callable[[], BinaryIO]:
+        """`open_layer_tar` for later: a NewLayer's `open` for a layer the store has."""
+        return functools.partial(self.open_layer_tar, chain_id)
 
     def _layer_row(self, chain_id: str) -> Any:
         rows = self.db.query("SELECT diff_id, blob, tar_size FROM layers WHERE chain_id=?", (chain_id,))

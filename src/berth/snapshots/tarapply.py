@@ -203,13 +203,11 @@ class _Extractor:
             st = os.lstat(name, dir_fd=pfd)
         except FileNotFoundError:
             return
-        self._stashed: tuple[tuple[str, ...], ...] = ()
-        if self._refs:
-            self._stashed = self._stash(parts)
+        stashed = self._stash(parts) if self._refs else ()
         if stat.S_ISDIR(st.st_mode):
             self._drop_cached(parts)
             shutil.rmtree(name, dir_fd=pfd)
-        elif parts not in self._stashed:
+        elif parts not in stashed:
             os.unlink(name, dir_fd=pfd)
 
     def _stash(self, parts: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
